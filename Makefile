@@ -1,0 +1,48 @@
+# relink: the two commands of the quick start, and the ones behind them.
+#   make run    fetch what is missing, build in release, refresh a working copy of seeds/ twice
+#   make test   fetch what is missing, run the whole test suite
+# libtorch and the model are fetched once per machine into ${XDG_CACHE_HOME:-~/.cache}/relink
+# (override with RELINK_CACHE); set LIBTORCH to use an existing libtorch 2.4.0 instead.
+
+CARGO ?= cargo
+DEMO  := target/demo-seeds
+
+.PHONY: run test deps libtorch models build bench bench-refresh lint clean-demo
+
+run: deps
+	$(CARGO) build --release
+	rm -rf $(DEMO) && mkdir -p $(DEMO) && cp seeds/* $(DEMO)/
+	@echo "== first run: empty cache =="
+	./target/release/relink refresh $(DEMO)
+	@echo "== second run: nothing changed =="
+	./target/release/relink refresh $(DEMO)
+	@echo "== the list written for the original seed article =="
+	./target/release/relink related $(DEMO)/000_6487b44b07e2c8c7.txt
+	@sed -n '/^related:/,/^secured:/p' $(DEMO)/000_6487b44b07e2c8c7.txt | head -24
+
+# Tests run in release: the model tests embed thousands of texts, and one dependency build
+# serves `make run`, `make test` and the benches. Tests that load the model take a lock, so
+# parallel test threads never oversubscribe the cores.
+test: deps
+	$(CARGO) test --release
+
+deps: libtorch models
+
+libtorch:
+	@scripts/fetch-deps.sh libtorch
+
+models:
+	@scripts/fetch-deps.sh model
+
+build: deps
+	$(CARGO) build --release
+
+bench: deps
+	$(CARGO) bench
+
+bench-refresh: build
+	scripts/bench-refresh.sh
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
