@@ -1,0 +1,275 @@
+//! The pipeline shared by `refresh`, `related`, `eval` and the benches: a corpus, its vectors
+//! (from the cache where possible), the vector index and BM25, ready to rank.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array2;
+
+use crate::cache::{text_key, CacheError, EmbeddingCache, Opened};
+use crate::corpus::Corpus;
+use crate::embed::{EmbedError, Embedder, HashEmbedder, Precision, TextEmbedder};
+use crate::index::{HnswParams, SearchMode, VectorIndex};
+use crate::lexical::Bm25;
+use crate::rank::{ArticleKey, RankOptions, Ranker};
+
+/// The embedding cache is written every this many new vectors, so a killed run keeps its work.
+const CHECKPOINT: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// Which embedder to use.
+#[derive(Clone, Debug)]
+pub enum EmbedderChoice {
+    /// A sentence-transformers model folder.
+    Model {
+        dir: PathBuf,
+        precision: Precision,
+        batch_size: usize,
+    },
+    /// The bag-of-words test embedder.
+    Hash { dim: usize },
+}
+
+impl EmbedderChoice {
+    /// The cache identity of the embedder, computed without loading the model.
+    pub fn model_id(&self) -> Result<String, EmbedError> {
+        match self {
+            EmbedderChoice::Model { dir, precision, .. } => crate::embed::model_id(dir, *precision),
+            EmbedderChoice::Hash { dim } => Ok(HashEmbedder::new(*dim).model_id().to_string()),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        match self {
+            // all-MiniLM-L6-v2; a model of another width is caught when its first vector is cached.
+            EmbedderChoice::Model { .. } => 384,
+            EmbedderChoice::Hash { dim } => *dim,
+        }
+    }
+
+    pub fn load(&self) -> Result<Box<dyn TextEmbedder>, EmbedError> {
+        Ok(match self {
+            EmbedderChoice::Model {
+                dir,
+                precision,
+                batch_size,
+            } => Box::new(Embedder::load(dir, *precision, *batch_size)?),
+            EmbedderChoice::Hash { dim } => Box::new(HashEmbedder::new(*dim)),
+        })
+    }
+}
+
+/// Where relink keeps its state for the corpus at `path`: `<folder>/.relink` when that can be
+/// written, else a folder of the per-user cache named after the corpus (a read-only archive can
+/// still be evaluated and queried).
+pub fn default_state_dir(path: &Path) -> PathBuf {
+    let folder = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let folder = if folder.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        folder
+    };
+    let local = folder.join(".relink");
+    if std::fs::create_dir_all(&local).is_ok() && is_writable(&local) {
+        return local;
+    }
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "corpus".into());
+    let hash = xxhash_rust::xxh3::xxh3_64(canonical.to_string_lossy().as_bytes());
+    user_cache_dir()
+        .join("state")
+        .join(format!("{name}-{hash:016x}"))
+}
+
+fn is_writable(dir: &Path) -> bool {
+    tempfile::NamedTempFile::new_in(dir).is_ok()
+}
+
+/// `$RELINK_CACHE`, else `$XDG_CACHE_HOME/relink`, else `~/.cache/relink`.
+pub fn user_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("RELINK_CACHE") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("relink");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("relink")
+}
+
+/// How the vectors were obtained.
+#[derive(Clone, Debug, Default)]
+pub struct EmbedStats {
+    /// Texts embedded by the model in this run.
+    pub embedded: usize,
+    /// Texts whose vectors came from the cache.
+    pub cached: usize,
+    /// What opening the cache found.
+    pub cache_note: Option<String>,
+    /// Whether the model was loaded at all.
+    pub model_loaded: bool,
+}
+
+/// Durations of the pipeline's stages, in order.
+#[derive(Clone, Debug, Default)]
+pub struct Timings(pub Vec<(&'static str, Duration)>);
+
+impl Timings {
+    pub fn add(&mut self, stage: &'static str, since: Instant) {
+        self.0.push((stage, since.elapsed()));
+    }
+
+    pub fn total(&self) -> Duration {
+        self.0.iter().map(|(_, d)| *d).sum()
+    }
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal or `show` is false.
+pub fn progress_bar(len: usize, message: &'static str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}
+
+/// Returns the vector of every text, one row each: from the cache where it has them, from the
+/// embedder (loaded only if needed) for the rest, which are added to the cache as they come.
+pub fn embed_with_cache(
+    texts: &[String],
+    choice: &EmbedderChoice,
+    state_dir: &Path,
+    show_progress: bool,
+) -> Result<(Array2<f32>, EmbedStats), EngineError> {
+    let model_id = choice.model_id()?;
+    let (mut cache, opened) = EmbeddingCache::open(state_dir, &model_id, choice.dim())?;
+    let mut stats = EmbedStats {
+        cache_note: match opened {
+            Opened::Replaced(what) => Some(format!("discarded the old cache ({what})")),
+            Opened::Repaired(n) => Some(format!(
+                "repaired a cache cut short by an interrupted run ({n} vectors kept)"
+            )),
+            _ => None,
+        },
+        ..EmbedStats::default()
+    };
+    let keys: Vec<u128> = texts.iter().map(|t| text_key(t)).collect();
+    // Each distinct missing text once, longest-first order irrelevant: sorted by length so
+    // checkpoints hold batches of similar length.
+    let mut seen = HashSet::new();
+    let mut missing: Vec<usize> = (0..texts.len())
+        .filter(|&i| cache.get(keys[i]).is_none() && seen.insert(keys[i]))
+        .collect();
+    missing.sort_by_key(|&i| (texts[i].len(), i));
+    if !missing.is_empty() {
+        let mut embedder = choice.load()?;
+        stats.model_loaded = true;
+        let bar = progress_bar(missing.len(), "embed", show_progress);
+        for chunk in missing.chunks(CHECKPOINT) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
+            let vectors = embedder.embed(&batch)?;
+            for (row, &i) in vectors.rows().into_iter().zip(chunk) {
+                cache.insert(keys[i], row);
+            }
+            cache.flush()?;
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        stats.embedded = missing.len();
+    }
+    let dim = choice.dim();
+    let mut out = Array2::<f32>::zeros((texts.len(), dim));
+    for (i, key) in keys.iter().enumerate() {
+        let v = cache.get(*key).expect("every text was embedded above");
+        out.row_mut(i).assign(&ndarray::ArrayView1::from(v));
+    }
+    stats.cached = texts.len() - stats.embedded;
+    let live: HashSet<u128> = keys.into_iter().collect();
+    cache.compact(&live)?;
+    Ok((out, stats))
+}
+
+/// Everything needed to rank the articles of one corpus.
+pub struct Engine {
+    pub corpus: Corpus,
+    pub keys: Vec<ArticleKey>,
+    pub index: VectorIndex,
+    pub bm25: Bm25,
+    pub embed_stats: EmbedStats,
+    pub timings: Timings,
+}
+
+/// Settings of the pipeline up to the index.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    pub embedder: EmbedderChoice,
+    pub state_dir: PathBuf,
+    pub search: SearchMode,
+    pub hnsw: HnswParams,
+    pub show_progress: bool,
+}
+
+impl Engine {
+    /// Embeds (or looks up) every article of `corpus` and builds the indexes.
+    pub fn build(
+        corpus: Corpus,
+        settings: &EngineSettings,
+        mut timings: Timings,
+    ) -> Result<Engine, EngineError> {
+        let t = Instant::now();
+        let texts: Vec<String> = corpus.articles.iter().map(|a| a.text()).collect();
+        let (vectors, embed_stats) = embed_with_cache(
+            &texts,
+            &settings.embedder,
+            &settings.state_dir,
+            settings.show_progress,
+        )?;
+        timings.add("embed", t);
+        let t = Instant::now();
+        let index = VectorIndex::build(vectors, settings.search, settings.hnsw);
+        let bm25 = Bm25::new(&texts);
+        let keys = ArticleKey::of_corpus(&corpus.articles);
+        timings.add("index", t);
+        Ok(Engine {
+            corpus,
+            keys,
+            index,
+            bm25,
+            embed_stats,
+            timings,
+        })
+    }
+
+    pub fn ranker(&self, options: RankOptions) -> Ranker<'_> {
+        Ranker {
+            index: &self.index,
+            bm25: &self.bm25,
+            keys: &self.keys,
+            options,
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Nearest-neighbour search over unit vectors: exact (a matrix product) or HNSW (hnsw_rs).
+//!
+//! Exact search is the yardstick for the index's recall and the default for corpora small
+//! enough that it is fast ([`EXACT_UP_TO`] articles). Above that, HNSW answers in
+//! microseconds. Both return neighbours ordered by cosine, ties broken by position, so results
+//! never depend on thread timing: the HNSW graph is built by serial insertion with hnsw_rs's
+//! fixed-seed level generator, which makes the graph itself the same on every run.
+
+use hnsw_rs::prelude::{Distance, Hnsw};
+use ndarray::{Array2, ArrayView1, Axis};
+use rayon::prelude::*;
+
+/// Corpora up to this size are searched exactly unless told otherwise: 20,000 x 20,000 dot
+/// products of 384 floats take about a second on 2 cores.
+pub const EXACT_UP_TO: usize = 20_000;
+
+/// How to find candidates.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Exact up to 20,000 articles, HNSW above.
+    Auto,
+    /// Brute force: every vector compared with every other.
+    Exact,
+    /// The HNSW graph.
+    Hnsw,
+}
+
+/// HNSW construction and search parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct HnswParams {
+    /// Links per node and layer (hnsw_rs's max_nb_connection).
+    pub m: usize,
+    pub ef_construction: usize,
+    /// Search breadth; raised to at least the number of neighbours asked for.
+    pub ef_search: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 24,
+            ef_construction: 200,
+            ef_search: 128,
+        }
+    }
+}
+
+/// Cosine distance between unit vectors, `1 - a.b`, clamped at 0. (anndists' `DistDot` asserts
+/// `a.b <= 1`, which rounding breaks for a vector and itself.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UnitCosine;
+
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// Dot product with eight independent sums, which the compiler turns into SIMD.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// A searchable set of unit vectors (one row per article).
+pub struct VectorIndex {
+    vectors: Array2<f32>,
+    hnsw: Option<(Hnsw<'static, f32, UnitCosine>, HnswParams)>,
+}
+
+/// One neighbour: its row and its cosine to the query.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Neighbour {
+    pub index: usize,
+    pub similarity: f32,
+}
+
+impl VectorIndex {
+    /// Builds the index over `vectors` (rows must be unit length).
+    pub fn build(vectors: Array2<f32>, mode: SearchMode, params: HnswParams) -> VectorIndex {
+        let use_hnsw = match mode {
+            SearchMode::Exact => false,
+            SearchMode::Hnsw => true,
+            SearchMode::Auto => vectors.nrows() > EXACT_UP_TO,
+        };
+        let hnsw = use_hnsw.then(|| (build_hnsw(&vectors, params, false), params));
+        VectorIndex { vectors, hnsw }
+    }
+
+    pub fn is_hnsw(&self) -> bool {
+        self.hnsw.is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.vectors.nrows()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vectors.nrows() == 0
+    }
+
+    pub fn vectors(&self) -> &Array2<f32> {
+        &self.vectors
+    }
+
+    /// Cosine of rows `a` and `b`.
+    pub fn similarity(&self, a: usize, b: usize) -> f32 {
+        self.vectors.row(a).dot(&self.vectors.row(b))
+    }
+
+    /// The `k` rows nearest to `query`, best first.
+    pub fn search(&self, query: ArrayView1<f32>, k: usize) -> Vec<Neighbour> {
+        let k = k.min(self.len());
+        match &self.hnsw {
+            Some((hnsw, params)) => {
+                let q = query.to_vec();
+                let found = hnsw.search(&q, k, params.ef_search.max(k));
+                // Similarities are recomputed here so that both modes return the same numbers.
+                let mut out: Vec<Neighbour> = found
+                    .into_iter()
+                    .map(|n| Neighbour {
+                        index: n.d_id,
+                        similarity: self.vectors.row(n.d_id).dot(&query),
+                    })
+                    .collect();
+                sort_neighbours(&mut out);
+                out
+            }
+            None => exact_top_k(&self.vectors, query, k),
+        }
+    }
+
+    /// The `k` nearest rows of every row (the row itself included), computed in parallel.
+    pub fn search_all(&self, k: usize) -> Vec<Vec<Neighbour>> {
+        if self.hnsw.is_some() {
+            return (0..self.len())
+                .into_par_iter()
+                .map(|i| self.search(self.vectors.row(i), k))
+                .collect();
+        }
+        // Exact: a block of rows at a time, each block one matrix product.
+        const BLOCK: usize = 256;
+        let n = self.len();
+        let starts: Vec<usize> = (0..n).step_by(BLOCK).collect();
+        starts
+            .into_par_iter()
+            .flat_map_iter(|start| {
+                let end = (start + BLOCK).min(n);
+                let block = self.vectors.slice(ndarray::s![start..end, ..]);
+                let sims = block.dot(&self.vectors.t());
+                sims.axis_iter(Axis(0))
+                    .map(|row| top_k_of(row.as_slice().unwrap(), k))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// Builds an HNSW graph over `vectors`. Serial insertion keeps the graph deterministic;
+/// `parallel` trades that for build speed (the bench compares both).
+pub fn build_hnsw(
+    vectors: &Array2<f32>,
+    params: HnswParams,
+    parallel: bool,
+) -> Hnsw<'static, f32, UnitCosine> {
+    let n = vectors.nrows().max(1);
+    let max_layer = 16.min(((n as f64).ln() / (params.m as f64).ln()).ceil().max(1.0) as usize + 1);
+    let hnsw =
+        Hnsw::<f32, UnitCosine>::new(params.m, n, max_layer, params.ef_construction, UnitCosine);
+    let rows: Vec<Vec<f32>> = vectors.rows().into_iter().map(|r| r.to_vec()).collect();
+    if parallel {
+        let data: Vec<(&Vec<f32>, usize)> = rows.iter().zip(0..).collect();
+        hnsw.parallel_insert(&data);
+    } else {
+        for (i, r) in rows.iter().enumerate() {
+            hnsw.insert((r.as_slice(), i));
+        }
+    }
+    hnsw
+}
+
+/// Exact `k` nearest rows of `vectors` to `query`, best first.
+pub fn exact_top_k(vectors: &Array2<f32>, query: ArrayView1<f32>, k: usize) -> Vec<Neighbour> {
+    let sims = vectors.dot(&query);
+    top_k_of(sims.as_slice().unwrap(), k)
+}
+
+fn top_k_of(sims: &[f32], k: usize) -> Vec<Neighbour> {
+    let mut all: Vec<Neighbour> = sims
+        .iter()
+        .enumerate()
+        .map(|(index, &similarity)| Neighbour { index, similarity })
+        .collect();
+    let k = k.min(all.len());
+    if k < all.len() && k > 0 {
+        all.select_nth_unstable_by(k - 1, cmp_neighbours);
+        all.truncate(k);
+    } else if k == 0 {
+        all.clear();
+    }
+    sort_neighbours(&mut all);
+    all
+}
+
+fn cmp_neighbours(a: &Neighbour, b: &Neighbour) -> std::cmp::Ordering {
+    b.similarity
+        .total_cmp(&a.similarity)
+        .then(a.index.cmp(&b.index))
+}
+
+fn sort_neighbours(v: &mut [Neighbour]) {
+    v.sort_unstable_by(cmp_neighbours);
+}
+
+/// Share of the exact top-`k` neighbours (self excluded) that `found` also holds, averaged over
+/// queries: the index's recall@k.
+pub fn recall_at_k(exact: &[Vec<Neighbour>], found: &[Vec<Neighbour>], k: usize) -> f64 {
+    let mut total = 0.0;
+    let mut queries = 0usize;
+    for (q, (e, f)) in exact.iter().zip(found).enumerate() {
+        let truth: Vec<usize> = e
+            .iter()
+            .map(|n| n.index)
+            .filter(|&i| i != q)
+            .take(k)
+            .collect();
+        if truth.is_empty() {
+            continue;
+        }
+        let got: std::collections::HashSet<usize> = f
+            .iter()
+            .map(|n| n.index)
+            .filter(|&i| i != q)
+            .take(k)
+            .collect();
+        total += truth.iter().filter(|i| got.contains(i)).count() as f64 / truth.len() as f64;
+        queries += 1;
+    }
+    if queries == 0 {
+        1.0
+    } else {
+        total / queries as f64
+    }
+}
+
+/// `n` random unit vectors of dimension `dim` from a fixed seed (for benches and tests).
+pub fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Array2<f32> {
+    // splitmix64 then Box-Muller: Gaussian coordinates give directions uniform on the sphere.
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut m = Array2::<f32>::zeros((n, dim));
+    for x in m.iter_mut() {
+        let (u1, u2) = (next().max(1e-300), next());
+        *x = ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32;
+    }
+    crate::embed::normalize_rows(&mut m);
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_search_finds_itself_first_and_orders_by_cosine() {
+        let v = random_unit_vectors(300, 16, 1);
+        let idx = VectorIndex::build(v.clone(), SearchMode::Exact, HnswParams::default());
+        let found = idx.search(v.row(7), 5);
+        assert_eq!(found[0].index, 7);
+        assert!((found[0].similarity - 1.0).abs() < 1e-5);
+        assert!(found.windows(2).all(|w| w[0].similarity >= w[1].similarity));
+        let all = idx.search_all(5);
+        let ids = |v: &[Neighbour]| v.iter().map(|n| n.index).collect::<Vec<_>>();
+        assert_eq!(ids(&all[7]), ids(&found));
+    }
+
+    #[test]
+    fn hnsw_recall_against_exact_is_high() {
+        let v = random_unit_vectors(2000, 32, 2);
+        let exact = VectorIndex::build(v.clone(), SearchMode::Exact, HnswParams::default());
+        let hnsw = VectorIndex::build(v, SearchMode::Hnsw, HnswParams::default());
+        assert!(hnsw.is_hnsw());
+        let r = recall_at_k(&exact.search_all(11), &hnsw.search_all(11), 10);
+        assert!(r >= 0.95, "recall@10 {r}");
+    }
+
+    #[test]
+    fn hnsw_is_deterministic() {
+        let v = random_unit_vectors(1500, 24, 3);
+        let a =
+            VectorIndex::build(v.clone(), SearchMode::Hnsw, HnswParams::default()).search_all(10);
+        let b = VectorIndex::build(v, SearchMode::Hnsw, HnswParams::default()).search_all(10);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn recall_counts_misses() {
+        let n = |i| Neighbour {
+            index: i,
+            similarity: 0.0,
+        };
+        let exact = vec![vec![n(0), n(1), n(2)]];
+        let found = vec![vec![n(0), n(1), n(3)]];
+        assert!((recall_at_k(&exact, &found, 2) - 0.5).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,686 @@
+//! The `relink` command line: argument parsing and printing over the `relink` library.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use relink::config::FileConfig;
+use relink::corpus::{self, Corpus};
+use relink::embed::{Precision, DEFAULT_BATCH_SIZE};
+use relink::engine::{default_state_dir, EmbedderChoice, Engine, EngineSettings, Timings};
+use relink::eval::{self, Baseline};
+use relink::index::{HnswParams, SearchMode};
+use relink::rank::{ArticleKey, Query, RankOptions, Scored};
+
+/// Keeps the related-article lists of a news archive fresh.
+#[derive(Parser)]
+#[command(name = "relink", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Rank every article and rewrite the `related:` lists that changed.
+    Refresh(RefreshArgs),
+    /// Print the related list of one article (file or URL) or of free text.
+    Related(RelatedArgs),
+    /// Score the lists relink would write against the lists the files hold.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct RefreshArgs {
+    /// A folder of article files (.md, .txt; read recursively) or a JSON Lines file.
+    path: PathBuf,
+    /// Write nothing; show per file which links would be added and removed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Refresh only these articles (file paths or webUrls), still ranked against the whole corpus.
+    #[arg(long, num_args = 1.., value_name = "FILE|URL")]
+    only: Vec<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct RelatedArgs {
+    /// An article file, an article's webUrl, or free text (a draft headline).
+    query: String,
+    /// The corpus to recommend from [default: the article file's folder, else .].
+    #[arg(long, value_name = "FOLDER|FILE.jsonl")]
+    corpus: Option<PathBuf>,
+    /// Publication date for free text (YYYY-MM-DD or RFC 3339); without it, time is not weighed.
+    #[arg(long)]
+    date: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A folder of article files or a JSON Lines file.
+    path: PathBuf,
+    /// Cut-offs to report, comma-separated.
+    #[arg(
+        long = "k",
+        value_delimiter = ',',
+        default_value = "5,10",
+        value_name = "K,..."
+    )]
+    ks: Vec<usize>,
+    /// Score against topic labels (lines `file-name<TAB>label`) instead of the files' lists.
+    #[arg(long, value_name = "FILE.tsv")]
+    labels: Option<PathBuf>,
+    /// Baselines to evaluate beside relink.
+    #[arg(long, num_args = 1.., value_enum)]
+    baseline: Vec<Baseline>,
+    /// Evaluate a grid of ranking options: name=v1,v2,... (repeatable).
+    #[arg(long, value_name = "NAME=V1,V2")]
+    sweep: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also write a self-contained HTML report.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Options shared by every command. Unset ones come from the corpus's relink.toml, then from
+/// the defaults shown here (chosen with `relink eval --sweep` on diablo4).
+#[derive(Args, Clone, Default)]
+struct CommonArgs {
+    /// Entries per related list [default: 5].
+    #[arg(short = 'k', long = "top", value_name = "K")]
+    k: Option<usize>,
+    /// Candidates taken from the vector index and from BM25, each [default: 100].
+    #[arg(long)]
+    pool: Option<usize>,
+    /// Never recommend below this embedding cosine [default: 0.2].
+    #[arg(long)]
+    min_similarity: Option<f32>,
+    /// Share of BM25 in the similarity, 0..1 [default: 0.3].
+    #[arg(long)]
+    lexical_weight: Option<f32>,
+    /// Days after an article at which a candidate's weight halves; 0 disables [default: 14].
+    #[arg(long, value_name = "DAYS")]
+    half_life_after: Option<f32>,
+    /// Days before an article at which a candidate's weight halves; 0 disables [default: 4].
+    #[arg(long, value_name = "DAYS")]
+    half_life_before: Option<f32>,
+    /// Time weight when either article has no date [default: 0.5].
+    #[arg(long)]
+    undated_factor: Option<f32>,
+    /// Weight of the provider's quality score, 0 ignores it [default: 0.3].
+    #[arg(long)]
+    quality_weight: Option<f32>,
+    /// Cosine at which two articles count as near-duplicates [default: 0.97].
+    #[arg(long)]
+    duplicate: Option<f32>,
+    /// Never recommend an article from the same provider.
+    #[arg(long)]
+    exclude_same_provider: bool,
+    /// Brute-force search instead of the index (same as --search exact).
+    #[arg(long)]
+    exact: bool,
+    /// Candidate search [default: auto: exact up to 20,000 articles, HNSW above].
+    #[arg(long, value_enum)]
+    search: Option<SearchMode>,
+    /// Sentence-transformers model folder [default: $RELINK_MODEL, ./models/all-MiniLM-L6-v2,
+    /// or the per-user cache's copy].
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Model precision [default: auto: bf16 where the CPU has native bf16, else fp32].
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// Texts per model batch [default: 16].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// State folder: embedding cache [default: <FOLDER>/.relink, or the per-user cache when the
+    /// folder is read-only].
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Hide progress bars (they are hidden anyway when stderr is not a terminal).
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Settings resolved from the command line, relink.toml and the defaults.
+struct Resolved {
+    rank: RankOptions,
+    engine: EngineSettings,
+}
+
+impl CommonArgs {
+    fn resolve(&self, corpus: &Path) -> Result<Resolved> {
+        let file = FileConfig::load(corpus)?;
+        let mut rank = RankOptions::default();
+        file.apply(&mut rank);
+        macro_rules! take {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { rank.$field = v; } )* };
+        }
+        take!(
+            k,
+            pool,
+            min_similarity,
+            lexical_weight,
+            half_life_after,
+            half_life_before,
+            undated_factor,
+            quality_weight,
+            duplicate
+        );
+        if self.exclude_same_provider {
+            rank.exclude_same_provider = true;
+        }
+        let search = if self.exact {
+            SearchMode::Exact
+        } else {
+            self.search.or(file.search).unwrap_or(SearchMode::Auto)
+        };
+        let model = self
+            .model
+            .clone()
+            .or(file.model)
+            .unwrap_or_else(default_model_dir);
+        let state_dir = self
+            .cache
+            .clone()
+            .or(file.cache)
+            .unwrap_or_else(|| default_state_dir(corpus));
+        Ok(Resolved {
+            rank,
+            engine: EngineSettings {
+                embedder: EmbedderChoice::Model {
+                    dir: model,
+                    precision: self.precision.or(file.precision).unwrap_or(Precision::Auto),
+                    batch_size: self
+                        .batch_size
+                        .or(file.batch_size)
+                        .unwrap_or(DEFAULT_BATCH_SIZE),
+                },
+                state_dir,
+                search,
+                hnsw: HnswParams::default(),
+                show_progress: !self.quiet,
+            },
+        })
+    }
+}
+
+/// `$RELINK_MODEL`, else `./models/all-MiniLM-L6-v2`, else the per-user cache's copy (where
+/// `scripts/fetch-deps.sh` puts it), else the checkout this binary was built from.
+fn default_model_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("RELINK_MODEL") {
+        return PathBuf::from(d);
+    }
+    let candidates = [
+        PathBuf::from("models/all-MiniLM-L6-v2"),
+        relink::engine::user_cache_dir().join("all-MiniLM-L6-v2"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"),
+    ];
+    candidates
+        .iter()
+        .find(|d| d.join("model.safetensors").is_file())
+        .cloned()
+        .unwrap_or_else(|| candidates[0].clone())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Refresh(args) => cmd_refresh(args),
+        Command::Related(args) => cmd_related(args),
+        Command::Eval(args) => cmd_eval(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed pipe (`relink ... | head`) is not an error worth a message.
+            if err.chain().any(|e| {
+                e.downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("relink: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads the corpus, prints every bad file to stderr, and says how many there were.
+fn read_corpus(path: &Path) -> Result<(Corpus, Timings)> {
+    let t = Instant::now();
+    let corpus = corpus::read_corpus(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for e in &corpus.errors {
+        eprintln!("relink: skipped {e}");
+    }
+    let mut timings = Timings::default();
+    timings.add("read", t);
+    if corpus.articles.is_empty() {
+        bail!(
+            "{}: no readable article (.md, .txt or .jsonl)",
+            path.display()
+        );
+    }
+    Ok((corpus, timings))
+}
+
+fn build_engine(path: &Path, common: &CommonArgs) -> Result<(Engine, Resolved)> {
+    let resolved = common.resolve(path)?;
+    let (corpus, timings) = read_corpus(path)?;
+    let engine = Engine::build(corpus, &resolved.engine, timings)?;
+    if let Some(note) = &engine.embed_stats.cache_note {
+        eprintln!("relink: {}: {note}", resolved.engine.state_dir.display());
+    }
+    Ok((engine, resolved))
+}
+
+/// `relink refresh`: rewrites every list that changed and prints a summary. Exit status 1 when
+/// any file could not be read or written (after the others are done).
+fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
+    let start = Instant::now();
+    let (mut engine, resolved) = build_engine(&args.path, &args.common)?;
+    let (selected, unknown) = relink::refresh::select(&engine.corpus.articles, &args.only);
+    for name in &unknown {
+        eprintln!(
+            "relink: --only {name}: no article of {} has this path or URL",
+            args.path.display()
+        );
+    }
+    let t = Instant::now();
+    let report = relink::refresh::refresh(
+        &engine,
+        &resolved.rank,
+        &selected,
+        args.dry_run,
+        !args.common.quiet,
+    );
+    engine
+        .timings
+        .add(if args.dry_run { "rank" } else { "rank+write" }, t);
+    for e in &report.write_errors {
+        eprintln!("relink: not written: {e}");
+    }
+
+    let mut out = io::stdout().lock();
+    if args.dry_run {
+        for c in &report.changes {
+            writeln!(
+                out,
+                "{}: +{} -{}{}",
+                c.file,
+                c.added.len(),
+                c.removed.len(),
+                if c.reordered { " (reordered)" } else { "" }
+            )?;
+            for t in &c.added {
+                writeln!(out, "  + {t}")?;
+            }
+            for t in &c.removed {
+                writeln!(out, "  - {t}")?;
+            }
+        }
+    }
+    let e = &engine.embed_stats;
+    let skipped = engine.corpus.errors.len();
+    writeln!(
+        out,
+        "relink refresh {}{}",
+        args.path.display(),
+        if args.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "  articles   {} read, {} skipped{}",
+        engine.corpus.articles.len(),
+        skipped,
+        if skipped > 0 {
+            " (bad files, listed above)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "  embedding  {} embedded, {} from the cache{}",
+        e.embedded,
+        e.cached,
+        if e.model_loaded {
+            ""
+        } else {
+            " (model not loaded)"
+        }
+    )?;
+    writeln!(
+        out,
+        "  search     {} over {} articles",
+        if engine.index.is_hnsw() {
+            "HNSW"
+        } else {
+            "exact"
+        },
+        engine.index.len()
+    )?;
+    writeln!(
+        out,
+        "  lists      {} refreshed: {} {}, {} unchanged{}",
+        report.refreshed,
+        report.changes.len(),
+        if args.dry_run {
+            "would change"
+        } else {
+            "changed"
+        },
+        report.unchanged,
+        if report.write_errors.is_empty() {
+            String::new()
+        } else {
+            format!(", {} not written", report.write_errors.len())
+        }
+    )?;
+    let stages: Vec<String> = engine
+        .timings
+        .0
+        .iter()
+        .map(|(name, d)| format!("{name} {:.2}s", d.as_secs_f64()))
+        .collect();
+    writeln!(
+        out,
+        "  time       {} (total {:.2}s)",
+        stages.join(", "),
+        start.elapsed().as_secs_f64()
+    )?;
+    let bad = skipped + report.write_errors.len() + unknown.len();
+    Ok(if bad > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `relink related`: prints the list refresh would write for one article, or for free text.
+fn cmd_related(args: RelatedArgs) -> Result<ExitCode> {
+    let as_file = Path::new(&args.query);
+    let is_file = as_file.is_file();
+    let corpus_path = match (&args.corpus, is_file) {
+        (Some(c), _) => c.clone(),
+        (None, true) => relink::config::config_dir(as_file),
+        (None, false) => PathBuf::from("."),
+    };
+    let (engine, resolved) = build_engine(&corpus_path, &args.common)?;
+    let ranker = engine.ranker(resolved.rank.clone());
+    let (selected, _) =
+        relink::refresh::select(&engine.corpus.articles, std::slice::from_ref(&args.query));
+    let (title, list) = if let Some(&i) = selected.first() {
+        (
+            engine.corpus.articles[i].title.clone(),
+            ranker.rank_article(i),
+        )
+    } else if is_file || args.query.starts_with("http://") || args.query.starts_with("https://") {
+        bail!(
+            "{}: not an article of {}",
+            args.query,
+            corpus_path.display()
+        );
+    } else {
+        let date = args.date.as_deref().map(parse_date).transpose()?;
+        let mut embedder = resolved.engine.embedder.load()?;
+        let v = embedder.embed(&[args.query.as_str()])?;
+        let q = Query {
+            vector: v.row(0),
+            index: None,
+            key: ArticleKey {
+                date,
+                title: relink::rank::normalize_title(&args.query),
+                quality: 0.5,
+                ..ArticleKey::default()
+            },
+            lexical: engine.bm25.scores_for_text(&args.query),
+            lexical_self: engine.bm25.query_self_score(&args.query),
+        };
+        let ranker = if date.is_none() {
+            engine.ranker(RankOptions {
+                half_life_after: 0.0,
+                half_life_before: 0.0,
+                undated_factor: 1.0,
+                ..resolved.rank.clone()
+            })
+        } else {
+            ranker
+        };
+        let neighbours = engine.index.search(q.vector, ranker.options.pool);
+        (args.query.clone(), ranker.rank(&q, &neighbours))
+    };
+    print_related(&engine, &title, &list, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_date(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(d.with_timezone(&chrono::Utc));
+    }
+    let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("--date {s}: expected YYYY-MM-DD or RFC 3339"))?;
+    Ok(day.and_hms_opt(12, 0, 0).unwrap().and_utc())
+}
+
+fn print_related(engine: &Engine, title: &str, list: &[Scored], json: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        let items: Vec<serde_json::Value> = list
+            .iter()
+            .enumerate()
+            .map(|(r, s)| {
+                let a = &engine.corpus.articles[s.index];
+                serde_json::json!({
+                    "rank": r + 1,
+                    "score": s.score,
+                    "cosine": s.cosine,
+                    "lexical": s.lexical,
+                    "similarity": s.similarity,
+                    "time": s.time,
+                    "quality": s.quality,
+                    "file": a.display_path(),
+                    "entry": a.to_related(),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({ "query": title, "related": items }),
+        )?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "related to: {title}")?;
+    writeln!(
+        out,
+        "{:>4}  {:>6}  {:>6}  {:>6}  {:>5}  {:>7}  {:<10}  {:<20}  title",
+        "rank", "score", "cosine", "bm25", "time", "quality", "date", "provider"
+    )?;
+    for (r, s) in list.iter().enumerate() {
+        let a = &engine.corpus.articles[s.index];
+        let date = a
+            .published_date_time
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "-".into());
+        let provider = a
+            .provider
+            .as_ref()
+            .and_then(|p| p.name.clone().or(p.domain.clone()))
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "{:>4}  {:>6.3}  {:>6.3}  {:>6.3}  {:>5.2}  {:>7.2}  {:<10}  {:<20}  {}",
+            r + 1,
+            s.score,
+            s.cosine,
+            s.lexical,
+            s.time,
+            s.quality,
+            date,
+            truncate(&provider, 20),
+            a.title
+        )?;
+    }
+    if list.is_empty() {
+        writeln!(out, "  (no article is similar enough)")?;
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// `relink eval`: prints relink's metrics beside the baselines (or a sweep), as a table or JSON,
+/// and optionally an HTML report.
+fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
+    let ks: Vec<usize> = {
+        let mut ks: Vec<usize> = args.ks.iter().copied().filter(|&k| k > 0).collect();
+        ks.dedup();
+        if ks.is_empty() {
+            bail!("--k needs at least one positive cut-off");
+        }
+        ks
+    };
+    let sweep: Vec<(String, Vec<String>)> = args
+        .sweep
+        .iter()
+        .map(|s| eval::parse_sweep(s).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    let (engine, resolved) = build_engine(&args.path, &args.common)?;
+    let (references, links) = match &args.labels {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+            let refs =
+                eval::references_from_labels(&engine.corpus.articles, &engine.corpus.root, &text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            (refs, None)
+        }
+        None => {
+            let (refs, links) = eval::references_from_related(&engine.corpus.articles);
+            (refs, Some(links))
+        }
+    };
+    let scored_ids: Vec<usize> = references
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    if scored_ids.is_empty() {
+        bail!(
+            "{}: no article has a reference to score against ({})",
+            args.path.display(),
+            if args.labels.is_some() {
+                "no labelled article shares its label with another"
+            } else {
+                "no related list points at another article of the corpus; use --labels"
+            }
+        );
+    }
+    let model_id = resolved.engine.embedder.model_id()?;
+    let t = Instant::now();
+    let mut out = io::stdout().lock();
+    if !sweep.is_empty() {
+        let grid = eval::grid(&resolved.rank, &sweep).map_err(anyhow::Error::msg)?;
+        let names: Vec<String> = sweep.iter().map(|(n, _)| n.clone()).collect();
+        let rows = eval::sweep(&engine, &references, &grid, &names, &ks);
+        if args.json {
+            let json = serde_json::json!({
+                "articles_scored": scored_ids.len(),
+                "model": model_id,
+                "version": env!("CARGO_PKG_VERSION"),
+                "corpus": { "path": args.path.display().to_string(), "articles": engine.corpus.articles.len() },
+                "rankers": rows,
+            });
+            serde_json::to_writer_pretty(&mut out, &json)?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "sweep of {} combinations over {} scored articles ({:.1}s)",
+                grid.len(),
+                scored_ids.len(),
+                t.elapsed().as_secs_f64()
+            )?;
+            write!(out, "{}", eval::table(&rows, &ks))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (rows, scored, lists) =
+        eval::evaluate(&engine, &references, &resolved.rank, &args.baseline, &ks);
+    let index_recall = eval::index_recall(&engine, &scored_ids, &ks, resolved.engine.hnsw);
+    if args.json {
+        let json = serde_json::json!({
+            "articles_scored": scored,
+            "model": model_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "corpus": { "path": args.path.display().to_string(), "articles": engine.corpus.articles.len(), "skipped": engine.corpus.errors.len() },
+            "options": resolved.rank,
+            "k": ks,
+            "links": links,
+            "index": { "search": if engine.index.is_hnsw() { "hnsw" } else { "exact" }, "hnsw_recall_vs_exact": index_recall },
+            "rankers": rows,
+        });
+        serde_json::to_writer_pretty(&mut out, &json)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "relink eval {}: {} articles, {} scored",
+            args.path.display(),
+            engine.corpus.articles.len(),
+            scored
+        )?;
+        if let Some(l) = &links {
+            writeln!(out, "reference links: {} in all, {} to corpus articles (scored), {} outside the corpus, {} to the article itself", l.links, l.resolved, l.outside, l.to_itself)?;
+        }
+        write!(out, "{}", eval::table(&rows, &ks))?;
+        let ir: Vec<String> = index_recall
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect();
+        writeln!(out, "HNSW index vs exact search: {}", ir.join(", "))?;
+    }
+    if let Some(path) = &args.report {
+        let html = relink::report::html(&relink::report::ReportInput {
+            corpus: &args.path.display().to_string(),
+            model: &model_id,
+            engine: &engine,
+            references: &references,
+            rows: &rows,
+            lists: &lists,
+            ks: &ks,
+            scored,
+        });
+        relink::corpus::write_atomic(path, html.as_bytes())
+            .with_context(|| format!("{}", path.display()))?;
+        eprintln!("relink: report written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

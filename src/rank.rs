@@ -1,0 +1,424 @@
+//! The ranker: from an article's nearest neighbours to its related list.
+//!
+//! For each article, candidates are its `pool` nearest neighbours by embedding cosine plus its
+//! `pool` best BM25 matches. Each candidate gets
+//!
+//! ```text
+//! score = similarity x time x quality
+//! similarity = (1 - lexical_weight) x cosine + lexical_weight x bm25 / bm25(article, itself)
+//! time       = 0.5 ^ (days after / half_life_after)    for a candidate published after
+//!              0.5 ^ (days before / half_life_before)  for one published before
+//!              undated_factor                           when either date is missing
+//! quality    = 1 + quality_weight x (percentile of the provider's quality in the corpus - 0.5)
+//!              (a candidate without quality counts as the median)
+//! ```
+//!
+//! and never recommended are: the article itself, an article with the same `webUrl`, one with
+//! the same normalised title from the same provider, a near-duplicate (cosine >= `duplicate`),
+//! and, with `exclude_same_provider`, anything from the same provider. Within one list no two
+//! entries are near-duplicates of each other: the better-scored one stays. Ties are broken by
+//! corpus position, so the same corpus and options give the same lists on every run.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use ndarray::ArrayView1;
+use rayon::prelude::*;
+
+use crate::article::Article;
+use crate::index::{Neighbour, VectorIndex};
+use crate::lexical::Bm25;
+
+/// Ranking options. `Default` holds the defaults chosen by `relink eval --sweep` on diablo4
+/// (see the README's quality section).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RankOptions {
+    /// Entries per list.
+    pub k: usize,
+    /// Candidates taken from the vector index and from BM25, each.
+    pub pool: usize,
+    /// Candidates below this cosine are never recommended.
+    pub min_similarity: f32,
+    /// Share of BM25 in the similarity (0 = embeddings only, 1 = BM25 only).
+    pub lexical_weight: f32,
+    /// Days after the article at which a candidate's time factor halves (0 = no time weighting
+    /// after).
+    pub half_life_after: f32,
+    /// Days before the article at which a candidate's time factor halves (0 = no time weighting
+    /// before).
+    pub half_life_before: f32,
+    /// Time factor when the article or the candidate has no date.
+    pub undated_factor: f32,
+    /// Weight of the provider's quality (0 = ignored).
+    pub quality_weight: f32,
+    /// Cosine at or above which two articles are near-duplicates (syndicated copies).
+    pub duplicate: f32,
+    /// Never recommend an article from the article's own provider.
+    pub exclude_same_provider: bool,
+}
+
+impl Default for RankOptions {
+    fn default() -> Self {
+        RankOptions {
+            k: 5,
+            pool: 100,
+            min_similarity: 0.2,
+            lexical_weight: 0.3,
+            half_life_after: 14.0,
+            half_life_before: 4.0,
+            undated_factor: 0.5,
+            quality_weight: 0.3,
+            duplicate: 0.97,
+            exclude_same_provider: false,
+        }
+    }
+}
+
+impl RankOptions {
+    /// Plain embedding similarity: no time, quality or lexical signal (the `cosine` baseline).
+    pub fn cosine_only(&self) -> RankOptions {
+        RankOptions {
+            lexical_weight: 0.0,
+            half_life_after: 0.0,
+            half_life_before: 0.0,
+            undated_factor: 1.0,
+            quality_weight: 0.0,
+            min_similarity: -1.0,
+            ..self.clone()
+        }
+    }
+
+    /// BM25 alone (the `lexical` baseline).
+    pub fn lexical_only(&self) -> RankOptions {
+        RankOptions {
+            lexical_weight: 1.0,
+            ..self.cosine_only()
+        }
+    }
+
+    /// Sets one option from its name (as in `--sweep name=v1,v2` and `relink.toml`).
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let f = || {
+            value
+                .parse::<f32>()
+                .map_err(|e| format!("{name}={value}: {e}"))
+        };
+        let u = || {
+            value
+                .parse::<usize>()
+                .map_err(|e| format!("{name}={value}: {e}"))
+        };
+        match name {
+            "k" => self.k = u()?,
+            "pool" => self.pool = u()?,
+            "min-similarity" => self.min_similarity = f()?,
+            "lexical-weight" => self.lexical_weight = f()?,
+            "half-life-after" => self.half_life_after = f()?,
+            "half-life-before" => self.half_life_before = f()?,
+            "undated-factor" => self.undated_factor = f()?,
+            "quality-weight" => self.quality_weight = f()?,
+            "duplicate" => self.duplicate = f()?,
+            "exclude-same-provider" => {
+                self.exclude_same_provider =
+                    value.parse().map_err(|e| format!("{name}={value}: {e}"))?
+            }
+            _ => return Err(format!("unknown ranking option `{name}`")),
+        }
+        Ok(())
+    }
+}
+
+/// What the ranker needs of each article.
+#[derive(Clone, Debug, Default)]
+pub struct ArticleKey {
+    pub date: Option<DateTime<Utc>>,
+    /// Percentile of the article's quality in the corpus, 0..1 (0.5 when it has none).
+    pub quality: f32,
+    pub url: Option<String>,
+    pub title: String,
+    pub provider: Option<String>,
+}
+
+impl ArticleKey {
+    /// Keys of a whole corpus (quality percentiles are relative to it).
+    pub fn of_corpus(articles: &[Article]) -> Vec<ArticleKey> {
+        let mut qualities: Vec<i64> = articles.iter().filter_map(|a| a.quality).collect();
+        qualities.sort_unstable();
+        let percentile = |q: Option<i64>| match q {
+            Some(q) if !qualities.is_empty() => {
+                let below = qualities.partition_point(|&x| x < q);
+                let upto = qualities.partition_point(|&x| x <= q);
+                ((below + upto) as f32 / 2.0) / qualities.len() as f32
+            }
+            _ => 0.5,
+        };
+        articles
+            .iter()
+            .map(|a| ArticleKey {
+                date: a.published_date_time,
+                quality: percentile(a.quality),
+                url: a
+                    .web_url
+                    .as_deref()
+                    .map(normalize_url)
+                    .filter(|u| !u.is_empty()),
+                title: normalize_title(&a.title),
+                provider: a
+                    .provider
+                    .as_ref()
+                    .and_then(|p| p.domain.clone().or_else(|| p.name.clone()))
+                    .map(|p| p.to_lowercase()),
+            })
+            .collect()
+    }
+}
+
+/// A URL compared without scheme, `www.`, query, fragment or trailing slash.
+pub fn normalize_url(url: &str) -> String {
+    let u = url.trim();
+    let u = u.split(['#', '?']).next().unwrap_or("");
+    let u = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .unwrap_or(u);
+    let u = u.strip_prefix("www.").unwrap_or(u);
+    u.trim_end_matches('/').to_lowercase()
+}
+
+/// A title compared case-, accent-of-punctuation- and space-insensitively.
+pub fn normalize_title(title: &str) -> String {
+    title
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One recommended article and why.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Scored {
+    /// Position of the recommended article in the corpus.
+    pub index: usize,
+    pub score: f32,
+    /// Embedding cosine.
+    pub cosine: f32,
+    /// BM25 score relative to the article's own (0..1).
+    pub lexical: f32,
+    /// The blended similarity.
+    pub similarity: f32,
+    /// Time factor (0..1).
+    pub time: f32,
+    /// Quality factor.
+    pub quality: f32,
+}
+
+/// What a list is computed for: an article of the corpus, or free text.
+pub struct Query<'a> {
+    pub vector: ArrayView1<'a, f32>,
+    /// The corpus position of the article, if it is one.
+    pub index: Option<usize>,
+    pub key: ArticleKey,
+    /// BM25 scores (document, raw score) and the query's own BM25 score.
+    pub lexical: Vec<(usize, f32)>,
+    pub lexical_self: f32,
+}
+
+/// Ranks candidates for articles of one corpus.
+pub struct Ranker<'a> {
+    pub index: &'a VectorIndex,
+    pub bm25: &'a Bm25,
+    pub keys: &'a [ArticleKey],
+    pub options: RankOptions,
+}
+
+impl<'a> Ranker<'a> {
+    /// The query for corpus article `i`.
+    pub fn article_query(&self, i: usize) -> Query<'a> {
+        Query {
+            vector: self.index.vectors().row(i),
+            index: Some(i),
+            key: self.keys[i].clone(),
+            lexical: self.bm25.scores_for_doc(i),
+            lexical_self: self.bm25.self_score(i),
+        }
+    }
+
+    /// The related list of corpus article `i`.
+    pub fn rank_article(&self, i: usize) -> Vec<Scored> {
+        let q = self.article_query(i);
+        let neighbours = self.index.search(q.vector, self.options.pool + 1);
+        self.rank(&q, &neighbours)
+    }
+
+    /// Related lists of every article, in parallel. With exact search the neighbours of all
+    /// articles come from one blocked matrix product.
+    pub fn rank_all(&self) -> Vec<Vec<Scored>> {
+        let neighbours = self.index.search_all(self.options.pool + 1);
+        neighbours
+            .par_iter()
+            .enumerate()
+            .map(|(i, nb)| self.rank(&self.article_query(i), nb))
+            .collect()
+    }
+
+    /// Scores `neighbours` (and the query's lexical matches) and picks the list.
+    pub fn rank(&self, q: &Query, neighbours: &[Neighbour]) -> Vec<Scored> {
+        let o = &self.options;
+        let lexical: HashMap<usize, f32> = q.lexical.iter().copied().collect();
+        let lex_norm = |d: usize| -> f32 {
+            if q.lexical_self > 0.0 {
+                (lexical.get(&d).copied().unwrap_or(0.0) / q.lexical_self).min(1.0)
+            } else {
+                0.0
+            }
+        };
+        // Candidates: the vector neighbours, plus the best lexical matches.
+        let mut candidates: Vec<usize> = neighbours.iter().map(|n| n.index).collect();
+        if o.lexical_weight > 0.0 {
+            let mut lex: Vec<(usize, f32)> = q.lexical.clone();
+            lex.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            candidates.extend(lex.iter().take(o.pool).map(|&(d, _)| d));
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+
+        let mut scored: Vec<Scored> = candidates
+            .into_iter()
+            .filter(|&c| self.allowed(q, c))
+            .filter_map(|c| {
+                let cosine = self.index.vectors().row(c).dot(&q.vector);
+                if cosine < o.min_similarity || cosine >= o.duplicate {
+                    return None;
+                }
+                let lexical = lex_norm(c);
+                let similarity = (1.0 - o.lexical_weight) * cosine + o.lexical_weight * lexical;
+                let time = time_factor(q.key.date, self.keys[c].date, o);
+                let quality = 1.0 + o.quality_weight * (self.keys[c].quality - 0.5);
+                Some(Scored {
+                    index: c,
+                    score: similarity * time * quality,
+                    cosine,
+                    lexical,
+                    similarity,
+                    time,
+                    quality,
+                })
+            })
+            .collect();
+        scored.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+
+        // Diverse top k: skip a candidate that duplicates one already chosen.
+        let mut chosen: Vec<Scored> = Vec::with_capacity(o.k);
+        for s in scored {
+            if chosen.len() == o.k {
+                break;
+            }
+            let dup = chosen.iter().any(|c| {
+                self.index.similarity(c.index, s.index) >= o.duplicate
+                    || same_story_copy(&self.keys[c.index], &self.keys[s.index])
+            });
+            if !dup {
+                chosen.push(s);
+            }
+        }
+        chosen
+    }
+
+    /// Whether candidate `c` may appear in the list of `q` at all.
+    fn allowed(&self, q: &Query, c: usize) -> bool {
+        if q.index == Some(c) {
+            return false;
+        }
+        let ck = &self.keys[c];
+        if same_story_copy(&q.key, ck) {
+            return false;
+        }
+        if self.options.exclude_same_provider
+            && q.key.provider.is_some()
+            && q.key.provider == ck.provider
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// Same URL, or same normalised title from the same provider: one article filed twice.
+fn same_story_copy(a: &ArticleKey, b: &ArticleKey) -> bool {
+    (a.url.is_some() && a.url == b.url)
+        || (!a.title.is_empty() && a.title == b.title && a.provider == b.provider)
+}
+
+/// The time factor of a candidate published at `cand` for an article published at `article`.
+pub fn time_factor(
+    article: Option<DateTime<Utc>>,
+    cand: Option<DateTime<Utc>>,
+    o: &RankOptions,
+) -> f32 {
+    let (Some(a), Some(c)) = (article, cand) else {
+        return o.undated_factor;
+    };
+    let days = (c - a).num_seconds() as f32 / 86_400.0;
+    let half_life = if days >= 0.0 {
+        o.half_life_after
+    } else {
+        o.half_life_before
+    };
+    if half_life <= 0.0 {
+        1.0
+    } else {
+        0.5f32.powf(days.abs() / half_life)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn day(d: u32) -> Option<DateTime<Utc>> {
+        Some(Utc.with_ymd_and_hms(2023, 6, d, 12, 0, 0).unwrap())
+    }
+
+    #[test]
+    fn time_factor_halves_at_the_half_life_and_favours_later_coverage() {
+        let o = RankOptions {
+            half_life_after: 10.0,
+            half_life_before: 2.0,
+            undated_factor: 0.4,
+            ..RankOptions::default()
+        };
+        assert!((time_factor(day(1), day(11), &o) - 0.5).abs() < 1e-6);
+        assert!((time_factor(day(11), day(9), &o) - 0.5).abs() < 1e-6);
+        assert!(time_factor(day(5), day(8), &o) > time_factor(day(5), day(2), &o));
+        assert_eq!(time_factor(None, day(3), &o), 0.4);
+        assert_eq!(time_factor(day(3), None, &o), 0.4);
+        let flat = o.cosine_only();
+        assert_eq!(time_factor(day(1), day(30), &flat), 1.0);
+    }
+
+    #[test]
+    fn urls_and_titles_normalise() {
+        assert_eq!(
+            normalize_url("https://www.Example.com/a/b/?utm=1#x"),
+            normalize_url("http://example.com/a/b")
+        );
+        assert_eq!(
+            normalize_title("Diablo IV: Season 2 — Out Now!"),
+            "diablo iv season 2 out now"
+        );
+    }
+
+    #[test]
+    fn options_set_by_name() {
+        let mut o = RankOptions::default();
+        o.set("half-life-after", "7").unwrap();
+        o.set("exclude-same-provider", "true").unwrap();
+        assert_eq!(o.half_life_after, 7.0);
+        assert!(o.exclude_same_provider);
+        assert!(o.set("nonsense", "1").is_err());
+        assert!(o.set("k", "x").is_err());
+    }
+}

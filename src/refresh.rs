@@ -1,0 +1,204 @@
+//! `relink refresh`: rank every article and rewrite the related lists that changed.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::article::{Article, Related, Source};
+use crate::corpus::{self, Format, ReadError, WriteOutcome};
+use crate::engine::{progress_bar, Engine};
+use crate::rank::{normalize_title, normalize_url, RankOptions, Scored};
+
+/// What happened to one article's list.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Change {
+    /// The file (and line, for JSON Lines).
+    pub file: String,
+    /// Titles that enter the list.
+    pub added: Vec<String>,
+    /// Titles that leave it.
+    pub removed: Vec<String>,
+    /// The order changed, with the same entries.
+    pub reordered: bool,
+}
+
+/// The outcome of a refresh.
+#[derive(Debug, Default)]
+pub struct RefreshReport {
+    /// Articles whose list was computed.
+    pub refreshed: usize,
+    /// Lists that differ from the files' (written, or would be with `--dry-run`).
+    pub changes: Vec<Change>,
+    /// Lists already up to date.
+    pub unchanged: usize,
+    /// Files that could not be written.
+    pub write_errors: Vec<ReadError>,
+}
+
+/// Picks the articles named by `only` (paths or webUrls); an empty `only` means all of them.
+/// Names that match no article are returned as errors.
+pub fn select(articles: &[Article], only: &[String]) -> (Vec<usize>, Vec<String>) {
+    if only.is_empty() {
+        return ((0..articles.len()).collect(), Vec::new());
+    }
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let mut picked = Vec::new();
+    let mut unknown = Vec::new();
+    for name in only {
+        let as_path = canon(Path::new(name));
+        let url = normalize_url(name);
+        let hits: Vec<usize> = articles
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                let path_hit = match &a.source {
+                    Source::File(p) => canon(p) == as_path,
+                    Source::JsonLine { .. } => false,
+                };
+                path_hit
+                    || a.web_url
+                        .as_deref()
+                        .map(normalize_url)
+                        .is_some_and(|u| u == url)
+                    || a.original_url
+                        .as_deref()
+                        .map(normalize_url)
+                        .is_some_and(|u| u == url)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if hits.is_empty() {
+            unknown.push(name.clone());
+        }
+        picked.extend(hits);
+    }
+    picked.sort_unstable();
+    picked.dedup();
+    (picked, unknown)
+}
+
+/// The entries `list` stands for.
+pub fn entries(engine: &Engine, list: &[Scored]) -> Vec<Related> {
+    list.iter()
+        .map(|s| engine.corpus.articles[s.index].to_related())
+        .collect()
+}
+
+/// Ranks the `selected` articles and writes their lists (unless `dry_run`).
+pub fn refresh(
+    engine: &Engine,
+    options: &RankOptions,
+    selected: &[usize],
+    dry_run: bool,
+    show_progress: bool,
+) -> RefreshReport {
+    let ranker = engine.ranker(options.clone());
+    let bar = progress_bar(selected.len(), "rank", show_progress);
+    let lists: Vec<(usize, Vec<Related>)> = selected
+        .par_iter()
+        .map(|&i| {
+            let list = entries(engine, &ranker.rank_article(i));
+            bar.inc(1);
+            (i, list)
+        })
+        .collect();
+    bar.finish_and_clear();
+
+    let mut report = RefreshReport {
+        refreshed: lists.len(),
+        ..RefreshReport::default()
+    };
+    let mut to_write = Vec::new();
+    for (i, list) in lists {
+        let article = &engine.corpus.articles[i];
+        let old = article.related.as_deref().unwrap_or(&[]);
+        if old == list.as_slice() {
+            report.unchanged += 1;
+        } else {
+            report.changes.push(diff(article, old, &list));
+            to_write.push((i, list));
+        }
+    }
+    if dry_run {
+        return report;
+    }
+    match engine.corpus.format {
+        Format::Folder => {
+            let bar = progress_bar(to_write.len(), "write", show_progress);
+            let results: Vec<Result<WriteOutcome, ReadError>> = to_write
+                .par_iter()
+                .map(|(i, list)| {
+                    let r = corpus::write_related(&engine.corpus.articles[*i], list);
+                    bar.inc(1);
+                    r
+                })
+                .collect();
+            bar.finish_and_clear();
+            for r in results {
+                if let Err(e) = r {
+                    report.write_errors.push(e);
+                }
+            }
+        }
+        Format::JsonLines => {
+            let updates: Vec<(usize, Vec<Related>)> = to_write
+                .into_iter()
+                .filter_map(|(i, list)| match &engine.corpus.articles[i].source {
+                    Source::JsonLine { line, .. } => Some((*line, list)),
+                    Source::File(_) => None,
+                })
+                .collect();
+            if let Err(e) = corpus::write_jsonl(&engine.corpus.root, &updates) {
+                report.write_errors.push(e);
+            }
+        }
+    }
+    if !report.write_errors.is_empty() {
+        let failed: HashSet<String> = report
+            .write_errors
+            .iter()
+            .map(|e| e.path.display().to_string())
+            .collect();
+        report
+            .changes
+            .retain(|c| !failed.contains(c.file.split(':').next().unwrap_or("")));
+    }
+    report
+}
+
+fn entry_id(r: &Related) -> String {
+    r.web_url
+        .as_deref()
+        .map(normalize_url)
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| normalize_title(&r.title))
+}
+
+/// Which entries enter and leave an article's list.
+pub fn diff(article: &Article, old: &[Related], new: &[Related]) -> Change {
+    let old_ids: Vec<String> = old.iter().map(entry_id).collect();
+    let new_ids: Vec<String> = new.iter().map(entry_id).collect();
+    Change {
+        file: article.display_path(),
+        added: new
+            .iter()
+            .zip(&new_ids)
+            .filter(|(_, id)| !old_ids.contains(id))
+            .map(|(r, _)| r.title.clone())
+            .collect(),
+        removed: old
+            .iter()
+            .zip(&old_ids)
+            .filter(|(_, id)| !new_ids.contains(id))
+            .map(|(r, _)| r.title.clone())
+            .collect(),
+        reordered: {
+            let mut a = old_ids.clone();
+            let mut b = new_ids.clone();
+            a.sort();
+            b.sort();
+            a == b
+        },
+    }
+}
