@@ -1,0 +1,234 @@
+//! The `relink` binary end to end, with the real model.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs of the binary load the model; one at a time keeps 2 cores from being oversubscribed.
+static MODEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn relink(args: &[&str]) -> Output {
+    let _model = MODEL.lock().unwrap_or_else(|e| e.into_inner());
+    Command::new(env!("CARGO_BIN_EXE_relink"))
+        .args(args)
+        .env("RELINK_MODEL", common::model_dir())
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn seeds_copy(dir: &Path) -> PathBuf {
+    common::copy_tree(&common::seeds(), &dir.join("seeds"))
+}
+
+fn snapshot(d: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn refresh_then_a_warm_rerun_that_neither_loads_the_model_nor_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = seeds_copy(dir.path());
+    let p = d.to_str().unwrap();
+    let out = relink(&["refresh", p, "--quiet"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("35 read, 0 skipped"), "{stdout}");
+    assert!(stdout.contains("35 embedded, 0 from the cache"), "{stdout}");
+    let after_first = snapshot(&d);
+    let out = relink(&["refresh", p, "--quiet"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("0 embedded, 35 from the cache (model not loaded)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 changed, 35 unchanged"), "{stdout}");
+    assert_eq!(snapshot(&d), after_first);
+}
+
+#[test]
+fn bad_files_are_reported_left_alone_and_set_the_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = seeds_copy(dir.path());
+    let broken = "---\ntitle: \"ok\"\nexcerpt: [unclosed\n---\nbody\n";
+    std::fs::write(d.join("zz_broken.md"), broken).unwrap();
+    std::fs::write(d.join("zz_empty.md"), "").unwrap();
+    let out = relink(&["refresh", d.to_str().unwrap(), "--quiet"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("zz_broken.md:3"), "{stderr}");
+    assert!(stderr.contains("zz_empty.md"), "{stderr}");
+    assert!(text(&out.stdout).contains("35 read, 2 skipped"));
+    assert_eq!(
+        std::fs::read_to_string(d.join("zz_broken.md")).unwrap(),
+        broken
+    );
+    assert_eq!(std::fs::read(d.join("zz_empty.md")).unwrap(), b"");
+}
+
+#[test]
+fn only_and_dry_run_touch_what_they_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = seeds_copy(dir.path());
+    let p = d.to_str().unwrap();
+    let before = snapshot(&d);
+    let out = relink(&["refresh", p, "--dry-run", "--quiet"]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("would change") && stdout.contains("  + "),
+        "{stdout}"
+    );
+    assert_eq!(snapshot(&d), before);
+
+    let seed = d.join("000_6487b44b07e2c8c7.txt");
+    let out = relink(&["refresh", p, "--only", seed.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let after = snapshot(&d);
+    let changed: Vec<&String> = before
+        .iter()
+        .zip(&after)
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, _)| &a.0)
+        .collect();
+    assert_eq!(changed, ["000_6487b44b07e2c8c7.txt"]);
+    // Only the related block changed: the text before it and from `secured:` on is the same.
+    let old = text(&before[0].1);
+    let new = text(&after[0].1);
+    assert_eq!(old.split("related:").next(), new.split("related:").next());
+    assert_eq!(old.split("secured:").nth(1), new.split("secured:").nth(1));
+    // A URL selects an article as well; an unknown one is reported.
+    let out = relink(&[
+        "refresh",
+        p,
+        "--only",
+        "https://example.com/none",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no article"));
+}
+
+#[test]
+fn related_prints_a_table_json_and_lists_for_free_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = seeds_copy(dir.path());
+    let seed = d.join("000_6487b44b07e2c8c7.txt");
+    let out = relink(&["related", seed.to_str().unwrap(), "--quiet"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("related to: Civil liberty groups"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.to_lowercase().contains("facial recognition"),
+        "{stdout}"
+    );
+
+    let out = relink(&["related", seed.to_str().unwrap(), "--json", "--quiet"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = json["related"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    assert_eq!(items[0]["rank"], 1);
+    assert!(items[0]["entry"]["title"].is_string());
+    assert!(items[0]["score"].as_f64().unwrap() >= items[1]["score"].as_f64().unwrap());
+
+    let out = relink(&[
+        "related",
+        "Wildfires spread across Greek islands as heatwave continues",
+        "--corpus",
+        d.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = json["related"][0]["entry"]["title"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(first.contains("fire") || first.contains("heat"), "{first}");
+}
+
+#[test]
+fn a_missing_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = seeds_copy(dir.path());
+    let out = relink(&[
+        "refresh",
+        d.to_str().unwrap(),
+        "--model",
+        dir.path().join("nope").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("missing config.json") && stderr.contains("fetch-deps.sh"),
+        "{stderr}"
+    );
+    assert!(
+        snapshot(&d) == snapshot(&common::seeds()),
+        "nothing written"
+    );
+}
+
+#[test]
+fn a_killed_refresh_leaves_files_whole_and_the_next_run_finishes_the_job() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = common::copy_tree(&shared.join("corpora/diablo4"), &dir.path().join("diablo4"));
+    let _model = MODEL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relink"))
+        .args(["refresh", d.to_str().unwrap(), "--quiet"])
+        .env("RELINK_MODEL", common::model_dir())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(_model);
+    // Every file is still a whole, readable article.
+    let corpus = relink::corpus::read_corpus(&d).unwrap();
+    assert_eq!(corpus.errors.len(), 0, "{:?}", corpus.errors.first());
+    assert_eq!(corpus.articles.len(), 1611);
+    // The next run reuses what was embedded before the kill, and completes.
+    let out = relink(&["refresh", d.to_str().unwrap(), "--quiet"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let cached: usize = stdout
+        .split(" embedded, ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    eprintln!("after the kill: {stdout}");
+    assert!(cached > 0, "nothing was kept from the killed run: {stdout}");
+    let out = relink(&["refresh", d.to_str().unwrap(), "--quiet"]);
+    assert!(
+        text(&out.stdout).contains("0 changed, 1611 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+}

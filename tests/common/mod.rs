@@ -1,0 +1,52 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// `../shared` beside the repository (or `$RELINK_SHARED`), if present. Tests that need it
+/// print that they are skipped where it is absent: a user's clone has no `../shared`.
+pub fn shared() -> Option<PathBuf> {
+    let dir = std::env::var_os("RELINK_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: ../shared not found");
+        None
+    }
+}
+
+/// The model folder `make test` fetches.
+pub fn model_dir() -> PathBuf {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/all-MiniLM-L6-v2"
+    ));
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run `make test` (or scripts/fetch-deps.sh) to fetch the model",
+        dir.display()
+    );
+    dir
+}
+
+/// The shipped sample corpus.
+pub fn seeds() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/seeds"))
+}
+
+/// Copies every file of `from` into `to` (flat or nested), returning `to`.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> PathBuf {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+    to.to_path_buf()
+}

@@ -1,0 +1,562 @@
+//! The engine's rules on small hand-made corpora, with the bag-of-words test embedder: what is
+//! never recommended, how time and quality weigh, determinism, and the embedding cache.
+
+mod common;
+
+use std::path::Path;
+
+use relink::corpus::read_corpus;
+use relink::engine::{EmbedderChoice, Engine, EngineSettings, Timings};
+use relink::index::{HnswParams, SearchMode};
+use relink::rank::RankOptions;
+
+/// Writes an article file in the seed format.
+fn article(
+    dir: &Path,
+    name: &str,
+    title: &str,
+    date: &str,
+    url: &str,
+    provider: &str,
+    quality: Option<i64>,
+) {
+    let quality = quality
+        .map(|q| format!("quality: {q}\n"))
+        .unwrap_or_default();
+    let url = if url.is_empty() {
+        String::new()
+    } else {
+        format!("webUrl: \"{url}\"\n")
+    };
+    let text = format!(
+        "---\ncategory: news\ntitle: \"{title}\"\nexcerpt: \"{title} and more about it.\"\npublishedDateTime: {date}\n{url}type: article\n{quality}\nprovider:\n  name: {provider}\n  domain: {provider}.com\n\nsecured: \"x\"\n---\n"
+    );
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+fn settings(state: &Path, search: SearchMode) -> EngineSettings {
+    EngineSettings {
+        embedder: EmbedderChoice::Hash { dim: 256 },
+        state_dir: state.to_path_buf(),
+        search,
+        hnsw: HnswParams::default(),
+        show_progress: false,
+    }
+}
+
+fn engine(dir: &Path, search: SearchMode) -> Engine {
+    let corpus = read_corpus(dir).unwrap();
+    assert!(corpus.errors.is_empty(), "{:?}", corpus.errors);
+    Engine::build(
+        corpus,
+        &settings(&dir.join(".relink"), search),
+        Timings::default(),
+    )
+    .unwrap()
+}
+
+fn titles_of(engine: &Engine, i: usize, options: RankOptions) -> Vec<String> {
+    engine
+        .ranker(options)
+        .rank_article(i)
+        .into_iter()
+        .map(|s| engine.corpus.articles[s.index].title.clone())
+        .collect()
+}
+
+fn position(engine: &Engine, file: &str) -> usize {
+    engine
+        .corpus
+        .articles
+        .iter()
+        .position(|a| a.display_path().ends_with(file))
+        .unwrap()
+}
+
+fn no_time_no_quality() -> RankOptions {
+    RankOptions {
+        half_life_after: 0.0,
+        half_life_before: 0.0,
+        quality_weight: 0.0,
+        min_similarity: 0.0,
+        ..RankOptions::default()
+    }
+}
+
+#[test]
+fn never_itself_its_url_a_copy_or_a_near_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    article(
+        d,
+        "a.md",
+        "Lilith statue unveiled in Paris museum",
+        "2023-06-01T10:00:00Z",
+        "https://x.com/a",
+        "alpha",
+        Some(50),
+    );
+    // Same URL as a.md, different words: the same article filed twice.
+    article(
+        d,
+        "b.md",
+        "Statue of Lilith shown in a Paris museum today",
+        "2023-06-01T11:00:00Z",
+        "https://www.x.com/a/",
+        "beta",
+        Some(50),
+    );
+    // Same title and provider as a.md, no URL.
+    article(
+        d,
+        "c.md",
+        "Lilith statue unveiled in Paris museum",
+        "2023-06-02T10:00:00Z",
+        "",
+        "alpha",
+        Some(50),
+    );
+    // Near-duplicate text (syndicated copy) from another provider.
+    article(
+        d,
+        "d.md",
+        "Lilith statue unveiled in Paris museum",
+        "2023-06-01T12:00:00Z",
+        "https://y.com/d",
+        "gamma",
+        Some(50),
+    );
+    article(
+        d,
+        "e.md",
+        "Lilith statue crowds gather at Paris museum",
+        "2023-06-03T10:00:00Z",
+        "https://z.com/e",
+        "delta",
+        Some(50),
+    );
+    article(
+        d,
+        "f.md",
+        "Paris museum extends Lilith statue exhibition",
+        "2023-06-05T10:00:00Z",
+        "https://w.com/f",
+        "epsilon",
+        Some(50),
+    );
+    let e = engine(d, SearchMode::Exact);
+    let a = position(&e, "a.md");
+    let list = titles_of(&e, a, no_time_no_quality());
+    assert_eq!(
+        list,
+        [
+            "Lilith statue crowds gather at Paris museum",
+            "Paris museum extends Lilith statue exhibition"
+        ]
+    );
+}
+
+#[test]
+fn near_duplicates_never_share_a_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    article(
+        d,
+        "a.md",
+        "Season of blood launches with vampire powers",
+        "2023-10-17T10:00:00Z",
+        "https://x.com/a",
+        "alpha",
+        None,
+    );
+    article(
+        d,
+        "b.md",
+        "Season of blood patch notes vampire powers list",
+        "2023-10-18T10:00:00Z",
+        "https://x.com/b",
+        "beta",
+        None,
+    );
+    // c is a syndicated copy of b.
+    article(
+        d,
+        "c.md",
+        "Season of blood patch notes vampire powers list",
+        "2023-10-18T11:00:00Z",
+        "https://y.com/c",
+        "gamma",
+        None,
+    );
+    article(
+        d,
+        "e.md",
+        "Vampire powers ranked for season of blood",
+        "2023-10-19T10:00:00Z",
+        "https://x.com/e",
+        "delta",
+        None,
+    );
+    let e = engine(d, SearchMode::Exact);
+    let list = titles_of(&e, position(&e, "a.md"), no_time_no_quality());
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(
+        list.iter().filter(|t| t.contains("patch notes")).count(),
+        1,
+        "{list:?}"
+    );
+}
+
+#[test]
+fn later_coverage_of_the_same_story_beats_stale_news() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    article(
+        d,
+        "a.md",
+        "Diablo expansion release date announced",
+        "2023-08-01T10:00:00Z",
+        "https://x.com/a",
+        "alpha",
+        Some(50),
+    );
+    article(
+        d,
+        "old.md",
+        "Diablo expansion release date rumours",
+        "2022-01-01T10:00:00Z",
+        "https://x.com/old",
+        "beta",
+        Some(50),
+    );
+    article(
+        d,
+        "new.md",
+        "Diablo expansion release date rumours confirmed",
+        "2023-08-03T10:00:00Z",
+        "https://x.com/new",
+        "gamma",
+        Some(50),
+    );
+    let e = engine(d, SearchMode::Exact);
+    let a = position(&e, "a.md");
+    let timed = titles_of(
+        &e,
+        a,
+        RankOptions {
+            quality_weight: 0.0,
+            lexical_weight: 0.0,
+            ..RankOptions::default()
+        },
+    );
+    assert_eq!(timed[0], "Diablo expansion release date rumours confirmed");
+    // The stale article is scored far below: its time factor is 0.5^(577/4).
+    let list = e.ranker(RankOptions::default()).rank_article(a);
+    let stale = list
+        .iter()
+        .find(|s| e.corpus.articles[s.index].title.ends_with("rumours"));
+    assert!(stale.is_none_or(|s| s.time < 1e-6));
+}
+
+#[test]
+fn undated_articles_get_the_undated_factor() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    article(
+        d,
+        "a.md",
+        "Blizzard patch fixes server queue",
+        "2023-08-01T10:00:00Z",
+        "https://x.com/a",
+        "alpha",
+        None,
+    );
+    std::fs::write(
+        d.join("b.md"),
+        "---\ntitle: \"Blizzard patch fixes long server queue problems\"\nexcerpt: \"Players in Europe report shorter waits.\"\n---\n",
+    )
+    .unwrap();
+    let e = engine(d, SearchMode::Exact);
+    let list = e
+        .ranker(RankOptions {
+            undated_factor: 0.25,
+            ..RankOptions::default()
+        })
+        .rank_article(position(&e, "a.md"));
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].time, 0.25);
+    assert_eq!(list[0].quality, 1.0, "no quality counts as the median");
+}
+
+#[test]
+fn higher_quality_wins_between_equals() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    article(
+        d,
+        "a.md",
+        "Necromancer class revealed for Diablo",
+        "2023-08-01T10:00:00Z",
+        "https://x.com/a",
+        "alpha",
+        Some(50),
+    );
+    article(
+        d,
+        "low.md",
+        "Necromancer class details Diablo",
+        "2023-08-02T10:00:00Z",
+        "https://x.com/low",
+        "beta",
+        Some(10),
+    );
+    article(
+        d,
+        "high.md",
+        "Necromancer class details Diablo",
+        "2023-08-02T10:00:00Z",
+        "https://x.com/high",
+        "gamma",
+        Some(90),
+    );
+    let e = engine(d, SearchMode::Exact);
+    // The two candidates have the same text: allow near-duplicates to compare them.
+    let keep_copies = RankOptions {
+        duplicate: 1.01,
+        ..RankOptions::default()
+    };
+    let list = e
+        .ranker(keep_copies.clone())
+        .rank_article(position(&e, "a.md"));
+    let first = &e.corpus.articles[list[0].index];
+    assert!(first.display_path().ends_with("high.md"));
+    assert!(list[0].quality > list[1].quality);
+    // Without the quality weight, equal scores are ordered by corpus position.
+    let list = e
+        .ranker(RankOptions {
+            quality_weight: 0.0,
+            ..keep_copies
+        })
+        .rank_article(position(&e, "a.md"));
+    assert_eq!(list[0].score, list[1].score);
+    assert!(list[0].index < list[1].index);
+}
+
+#[test]
+fn same_provider_can_be_excluded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    article(
+        d,
+        "a.md",
+        "Rogue class guide for beginners",
+        "2023-08-01T10:00:00Z",
+        "https://x.com/a",
+        "alpha",
+        None,
+    );
+    article(
+        d,
+        "b.md",
+        "Rogue class guide for experts",
+        "2023-08-02T10:00:00Z",
+        "https://x.com/b",
+        "alpha",
+        None,
+    );
+    article(
+        d,
+        "c.md",
+        "Rogue class build guide",
+        "2023-08-02T10:00:00Z",
+        "https://y.com/c",
+        "beta",
+        None,
+    );
+    let e = engine(d, SearchMode::Exact);
+    let a = position(&e, "a.md");
+    assert_eq!(titles_of(&e, a, RankOptions::default()).len(), 2);
+    let only_others = titles_of(
+        &e,
+        a,
+        RankOptions {
+            exclude_same_provider: true,
+            ..RankOptions::default()
+        },
+    );
+    assert_eq!(only_others, ["Rogue class build guide"]);
+}
+
+/// Lists of every article, as titles.
+fn all_lists(e: &Engine) -> Vec<Vec<usize>> {
+    e.ranker(RankOptions::default())
+        .rank_all()
+        .into_iter()
+        .map(|l| l.into_iter().map(|s| s.index).collect())
+        .collect()
+}
+
+#[test]
+fn results_are_deterministic_with_the_hnsw_index() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let corpus_dir = shared.join("corpora/powerapps");
+    let build = || {
+        let state = tempfile::tempdir().unwrap();
+        let corpus = read_corpus(&corpus_dir).unwrap();
+        let e = Engine::build(
+            corpus,
+            &settings(state.path(), SearchMode::Hnsw),
+            Timings::default(),
+        )
+        .unwrap();
+        assert!(e.index.is_hnsw());
+        all_lists(&e)
+    };
+    let first = build();
+    assert_eq!(first, build());
+    // And the index finds what exact search finds.
+    let state = tempfile::tempdir().unwrap();
+    let exact = Engine::build(
+        read_corpus(&corpus_dir).unwrap(),
+        &settings(state.path(), SearchMode::Exact),
+        Timings::default(),
+    )
+    .unwrap();
+    let exact_lists = all_lists(&exact);
+    let same = first
+        .iter()
+        .zip(&exact_lists)
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(
+        same as f64 >= 0.95 * first.len() as f64,
+        "{same} of {} lists equal to exact search",
+        first.len()
+    );
+}
+
+#[test]
+fn the_cache_is_reused_and_invalidated() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for i in 0..5 {
+        article(
+            d,
+            &format!("{i}.md"),
+            &format!("Story number {i} about Lilith"),
+            "2023-08-01T10:00:00Z",
+            &format!("https://x.com/{i}"),
+            "alpha",
+            None,
+        );
+    }
+    let state = d.join(".relink");
+    let build = |choice: EmbedderChoice| {
+        let s = EngineSettings {
+            embedder: choice,
+            ..settings(&state, SearchMode::Exact)
+        };
+        Engine::build(read_corpus(d).unwrap(), &s, Timings::default()).unwrap()
+    };
+    let cold = build(EmbedderChoice::Hash { dim: 256 });
+    assert_eq!((cold.embed_stats.embedded, cold.embed_stats.cached), (5, 0));
+    let warm = build(EmbedderChoice::Hash { dim: 256 });
+    assert_eq!((warm.embed_stats.embedded, warm.embed_stats.cached), (0, 5));
+    assert!(!warm.embed_stats.model_loaded);
+    assert_eq!(cold.index.vectors(), warm.index.vectors());
+    // One article edited: only it is embedded again.
+    article(
+        d,
+        "3.md",
+        "Story number 3 about Lilith, edited",
+        "2023-08-01T10:00:00Z",
+        "https://x.com/3",
+        "alpha",
+        None,
+    );
+    let edited = build(EmbedderChoice::Hash { dim: 256 });
+    assert_eq!(
+        (edited.embed_stats.embedded, edited.embed_stats.cached),
+        (1, 4)
+    );
+    // Another model: nothing is reused, and the old cache is reported replaced.
+    let other = build(EmbedderChoice::Hash { dim: 128 });
+    assert_eq!(other.embed_stats.embedded, 5);
+    assert!(other
+        .embed_stats
+        .cache_note
+        .as_deref()
+        .unwrap()
+        .contains("hash-bow/256"));
+}
+
+#[test]
+fn refresh_writes_lists_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = common::copy_tree(&common::seeds(), &dir.path().join("seeds"));
+    let run = |dry: bool| {
+        let e = engine(&d, SearchMode::Auto);
+        let all: Vec<usize> = (0..e.corpus.articles.len()).collect();
+        relink::refresh::refresh(&e, &RankOptions::default(), &all, dry, false)
+    };
+    let before: Vec<(String, Vec<u8>)> = files(&d);
+    let dry = run(true);
+    assert!(!dry.changes.is_empty());
+    assert_eq!(files(&d), before, "a dry run writes nothing");
+    let first = run(false);
+    assert_eq!(first.changes.len(), dry.changes.len());
+    assert!(first.write_errors.is_empty(), "{:?}", first.write_errors);
+    let written = files(&d);
+    assert_ne!(written, before);
+    let mtimes_before = mtimes(&d);
+    let second = run(false);
+    assert!(second.changes.is_empty(), "{:?}", second.changes);
+    assert_eq!(files(&d), written);
+    assert_eq!(mtimes(&d), mtimes_before);
+    // Every written list parses back and never names the article itself.
+    let corpus = read_corpus(&d).unwrap();
+    for a in &corpus.articles {
+        let list = a.related.as_deref().unwrap_or(&[]);
+        assert!(list.len() <= 5);
+        assert!(
+            list.iter()
+                .all(|r| r.title != a.title || r.web_url != a.web_url),
+            "{}",
+            a.display_path()
+        );
+    }
+}
+
+fn files(d: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn mtimes(d: &Path) -> Vec<std::time::SystemTime> {
+    let mut v: Vec<(String, std::time::SystemTime)> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().modified().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, t)| t).collect()
+}
