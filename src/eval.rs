@@ -237,7 +237,7 @@ pub fn score(
 pub enum Baseline {
     /// Plain embedding cosine, no time, quality or lexical signal.
     Cosine,
-    /// BM25 over title and excerpt.
+    /// BM25 over titles.
     Lexical,
     /// Random other articles (seeded, so runs repeat).
     Random,
@@ -388,18 +388,20 @@ pub fn evaluate(
 }
 
 /// Every combination of the `sweep` values (name, values) applied to `base`.
+/// Each comes with its label, `name=value ...` of the swept options.
 pub fn grid(
     base: &RankOptions,
     sweep: &[(String, Vec<String>)],
-) -> Result<Vec<RankOptions>, String> {
-    let mut grid = vec![base.clone()];
+) -> Result<Vec<(RankOptions, String)>, String> {
+    let mut grid = vec![(base.clone(), String::new())];
     for (name, values) in sweep {
         let mut next = Vec::with_capacity(grid.len() * values.len());
-        for g in &grid {
+        for (g, label) in &grid {
             for v in values {
                 let mut o = g.clone();
                 o.set(name, v)?;
-                next.push(o);
+                let sep = if label.is_empty() { "" } else { " " };
+                next.push((o, format!("{label}{sep}{name}={v}")));
             }
         }
         grid = next;
@@ -429,22 +431,21 @@ pub fn parse_sweep(arg: &str) -> Result<(String, Vec<String>), String> {
 pub fn sweep(
     engine: &Engine,
     references: &[Option<Reference>],
-    grid: &[RankOptions],
-    names: &[String],
+    grid: &[(RankOptions, String)],
     ks: &[usize],
 ) -> Vec<RankerResult> {
     let first = format!("recall@{}", ks.first().copied().unwrap_or(5));
     let max_k = ks.iter().copied().max().unwrap_or(5);
     let mut rows: Vec<RankerResult> = grid
         .iter()
-        .map(|o| {
+        .map(|(o, label)| {
             let opts = RankOptions {
                 k: max_k,
                 ..o.clone()
             };
             let (m, _) = score(&lists_for(engine, &opts), references, ks);
             RankerResult {
-                name: describe(o, names),
+                name: label.clone(),
                 metrics: m.values,
                 recall_curve: m.recall_curve,
                 options: Some(o.clone()),
@@ -457,19 +458,6 @@ pub fn sweep(
             .then(b.metrics["mrr"].total_cmp(&a.metrics["mrr"]))
     });
     rows
-}
-
-/// `name=value` for each of `names` (the swept options), read from the options' TOML form.
-fn describe(o: &RankOptions, names: &[String]) -> String {
-    let v = toml::Value::try_from(o).expect("options serialise");
-    names
-        .iter()
-        .map(|n| match v.get(n.as_str()) {
-            Some(value) => format!("{n}={value}"),
-            None => n.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The metric columns shown for `ks`, in display order.
@@ -582,7 +570,8 @@ mod tests {
         assert!(parse_sweep("k").is_err());
         let g = grid(&RankOptions::default(), &[a, b]).unwrap();
         assert_eq!(g.len(), 6);
-        assert_eq!(g[5].half_life_after, 14.0);
-        assert_eq!(g[5].quality_weight, 1.0);
+        assert_eq!(g[5].0.half_life_after, 14.0);
+        assert_eq!(g[5].0.quality_weight, 1.0);
+        assert_eq!(g[5].1, "half-life-after=14 quality-weight=1");
     }
 }

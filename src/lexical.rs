@@ -1,4 +1,4 @@
-//! BM25 over titles and excerpts: the lexical signal fused with embedding similarity, and the
+//! BM25 over article titles: the lexical signal fused with embedding similarity, and the
 //! `lexical` baseline of `relink eval`.
 //!
 //! Names, numbers and rare words ("Season 4", "Lilith", "patch 1.0.3") tie together coverage of

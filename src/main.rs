@@ -103,28 +103,34 @@ struct CommonArgs {
     /// Entries per related list [default: 5].
     #[arg(short = 'k', long = "top", value_name = "K")]
     k: Option<usize>,
-    /// Candidates taken from the vector index and from BM25, each [default: 100].
+    /// Candidates taken from the vector index and from BM25, each [default: 200].
     #[arg(long)]
     pool: Option<usize>,
     /// Never recommend below this embedding cosine [default: 0.2].
     #[arg(long)]
     min_similarity: Option<f32>,
-    /// Share of BM25 in the similarity, 0..1 [default: 0.3].
+    /// Share of title BM25 in the similarity, 0..1 [default: 0.6].
     #[arg(long)]
     lexical_weight: Option<f32>,
-    /// Days after an article at which a candidate's weight halves; 0 disables [default: 14].
+    /// Days after an article at which a candidate's weight halves; 0 disables [default: 30].
     #[arg(long, value_name = "DAYS")]
     half_life_after: Option<f32>,
-    /// Days before an article at which a candidate's weight halves; 0 disables [default: 4].
+    /// Days before an article at which a candidate's weight halves; 0 disables [default: 1].
     #[arg(long, value_name = "DAYS")]
     half_life_before: Option<f32>,
     /// Time weight when either article has no date [default: 0.5].
     #[arg(long)]
     undated_factor: Option<f32>,
-    /// Weight of the provider's quality score, 0 ignores it [default: 0.3].
+    /// Drop candidates published more than DAYS after the article; 0 = no limit [default: 0].
+    #[arg(long, value_name = "DAYS")]
+    window_after: Option<f32>,
+    /// Drop candidates published more than DAYS before the article; 0 = no limit [default: 0].
+    #[arg(long, value_name = "DAYS")]
+    window_before: Option<f32>,
+    /// Weight of the provider's quality score, 0 ignores it [default: 0.1].
     #[arg(long)]
     quality_weight: Option<f32>,
-    /// Cosine at which two articles count as near-duplicates [default: 0.97].
+    /// Cosine at which two articles count as near-duplicates [default: 0.99].
     #[arg(long)]
     duplicate: Option<f32>,
     /// Never recommend an article from the same provider.
@@ -146,8 +152,8 @@ struct CommonArgs {
     /// Texts per model batch [default: 16].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// State folder: embedding cache [default: <FOLDER>/.relink, or the per-user cache when the
-    /// folder is read-only].
+    /// State folder for the embedding cache [default: <FOLDER>/.relink where it exists or refresh
+    /// can create it, else a folder under ~/.cache/relink/state].
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
     /// Hide progress bars (they are hidden anyway when stderr is not a terminal).
@@ -162,7 +168,8 @@ struct Resolved {
 }
 
 impl CommonArgs {
-    fn resolve(&self, corpus: &Path) -> Result<Resolved> {
+    /// `writes`: the command writes to the corpus folder (refresh), so its state may go there.
+    fn resolve(&self, corpus: &Path, writes: bool) -> Result<Resolved> {
         let file = FileConfig::load(corpus)?;
         let mut rank = RankOptions::default();
         file.apply(&mut rank);
@@ -177,6 +184,8 @@ impl CommonArgs {
             half_life_after,
             half_life_before,
             undated_factor,
+            window_after,
+            window_before,
             quality_weight,
             duplicate
         );
@@ -197,7 +206,7 @@ impl CommonArgs {
             .cache
             .clone()
             .or(file.cache)
-            .unwrap_or_else(|| default_state_dir(corpus));
+            .unwrap_or_else(|| default_state_dir(corpus, writes));
         Ok(Resolved {
             rank,
             engine: EngineSettings {
@@ -277,8 +286,8 @@ fn read_corpus(path: &Path) -> Result<(Corpus, Timings)> {
     Ok((corpus, timings))
 }
 
-fn build_engine(path: &Path, common: &CommonArgs) -> Result<(Engine, Resolved)> {
-    let resolved = common.resolve(path)?;
+fn build_engine(path: &Path, common: &CommonArgs, writes: bool) -> Result<(Engine, Resolved)> {
+    let resolved = common.resolve(path, writes)?;
     let (corpus, timings) = read_corpus(path)?;
     let engine = Engine::build(corpus, &resolved.engine, timings)?;
     if let Some(note) = &engine.embed_stats.cache_note {
@@ -291,7 +300,7 @@ fn build_engine(path: &Path, common: &CommonArgs) -> Result<(Engine, Resolved)> 
 /// any file could not be read or written (after the others are done).
 fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     let start = Instant::now();
-    let (mut engine, resolved) = build_engine(&args.path, &args.common)?;
+    let (mut engine, resolved) = build_engine(&args.path, &args.common, !args.dry_run)?;
     let (selected, unknown) = relink::refresh::select(&engine.corpus.articles, &args.only);
     for name in &unknown {
         eprintln!(
@@ -423,7 +432,7 @@ fn cmd_related(args: RelatedArgs) -> Result<ExitCode> {
         (None, true) => relink::config::config_dir(as_file),
         (None, false) => PathBuf::from("."),
     };
-    let (engine, resolved) = build_engine(&corpus_path, &args.common)?;
+    let (engine, resolved) = build_engine(&corpus_path, &args.common, false)?;
     let ranker = engine.ranker(resolved.rank.clone());
     let (selected, _) =
         relink::refresh::select(&engine.corpus.articles, std::slice::from_ref(&args.query));
@@ -571,7 +580,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         .iter()
         .map(|s| eval::parse_sweep(s).map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
-    let (engine, resolved) = build_engine(&args.path, &args.common)?;
+    let (engine, resolved) = build_engine(&args.path, &args.common, false)?;
     let (references, links) = match &args.labels {
         Some(path) => {
             let text =
@@ -608,8 +617,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     if !sweep.is_empty() {
         let grid = eval::grid(&resolved.rank, &sweep).map_err(anyhow::Error::msg)?;
-        let names: Vec<String> = sweep.iter().map(|(n, _)| n.clone()).collect();
-        let rows = eval::sweep(&engine, &references, &grid, &names, &ks);
+        let rows = eval::sweep(&engine, &references, &grid, &ks);
         if args.json {
             let json = serde_json::json!({
                 "articles_scored": scored_ids.len(),
@@ -683,4 +691,46 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         eprintln!("relink: report written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The defaults printed in --help are the ones the ranker uses.
+    #[test]
+    fn help_shows_the_real_defaults() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("refresh")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let d = RankOptions::default();
+        for (flag, value) in [
+            ("--top", d.k.to_string()),
+            ("--pool", d.pool.to_string()),
+            ("--min-similarity", d.min_similarity.to_string()),
+            ("--lexical-weight", d.lexical_weight.to_string()),
+            ("--half-life-after", d.half_life_after.to_string()),
+            ("--half-life-before", d.half_life_before.to_string()),
+            ("--undated-factor", d.undated_factor.to_string()),
+            ("--window-after", d.window_after.to_string()),
+            ("--window-before", d.window_before.to_string()),
+            ("--quality-weight", d.quality_weight.to_string()),
+            ("--duplicate", d.duplicate.to_string()),
+        ] {
+            let section = help
+                .split(flag)
+                .nth(1)
+                .unwrap_or_else(|| panic!("{flag} not in help"));
+            let text = section.split("\n\n").next().unwrap();
+            assert!(
+                text.contains(&format!("[default: {value}]")),
+                "{flag}: {text}"
+            );
+        }
+        assert_eq!(DEFAULT_BATCH_SIZE, 16);
+    }
 }

@@ -1,7 +1,7 @@
 //! The ranker: from an article's nearest neighbours to its related list.
 //!
-//! For each article, candidates are its `pool` nearest neighbours by embedding cosine plus its
-//! `pool` best BM25 matches. Each candidate gets
+//! For each article, candidates are its `pool` nearest neighbours by embedding cosine (of title +
+//! excerpt) plus its `pool` best BM25 matches (over titles). Each candidate gets
 //!
 //! ```text
 //! score = similarity x time x quality
@@ -9,6 +9,7 @@
 //! time       = 0.5 ^ (days after / half_life_after)    for a candidate published after
 //!              0.5 ^ (days before / half_life_before)  for one published before
 //!              undated_factor                           when either date is missing
+//!              0 (dropped) beyond window_after / window_before days, when those are set
 //! quality    = 1 + quality_weight x (percentile of the provider's quality in the corpus - 0.5)
 //!              (a candidate without quality counts as the median)
 //! ```
@@ -40,7 +41,7 @@ pub struct RankOptions {
     pub pool: usize,
     /// Candidates below this cosine are never recommended.
     pub min_similarity: f32,
-    /// Share of BM25 in the similarity (0 = embeddings only, 1 = BM25 only).
+    /// Share of title BM25 in the similarity (0 = embeddings only, 1 = BM25 only).
     pub lexical_weight: f32,
     /// Days after the article at which a candidate's time factor halves (0 = no time weighting
     /// after).
@@ -50,6 +51,12 @@ pub struct RankOptions {
     pub half_life_before: f32,
     /// Time factor when the article or the candidate has no date.
     pub undated_factor: f32,
+    /// Candidates published more than this many days after the article are dropped (0 = no
+    /// limit).
+    pub window_after: f32,
+    /// Candidates published more than this many days before the article are dropped (0 = no
+    /// limit).
+    pub window_before: f32,
     /// Weight of the provider's quality (0 = ignored).
     pub quality_weight: f32,
     /// Cosine at or above which two articles are near-duplicates (syndicated copies).
@@ -62,14 +69,16 @@ impl Default for RankOptions {
     fn default() -> Self {
         RankOptions {
             k: 5,
-            pool: 100,
+            pool: 200,
             min_similarity: 0.2,
-            lexical_weight: 0.3,
-            half_life_after: 14.0,
-            half_life_before: 4.0,
+            lexical_weight: 0.6,
+            half_life_after: 30.0,
+            half_life_before: 1.0,
             undated_factor: 0.5,
-            quality_weight: 0.3,
-            duplicate: 0.97,
+            window_after: 0.0,
+            window_before: 0.0,
+            quality_weight: 0.1,
+            duplicate: 0.99,
             exclude_same_provider: false,
         }
     }
@@ -83,6 +92,8 @@ impl RankOptions {
             half_life_after: 0.0,
             half_life_before: 0.0,
             undated_factor: 1.0,
+            window_after: 0.0,
+            window_before: 0.0,
             quality_weight: 0.0,
             min_similarity: -1.0,
             ..self.clone()
@@ -117,6 +128,8 @@ impl RankOptions {
             "half-life-after" => self.half_life_after = f()?,
             "half-life-before" => self.half_life_before = f()?,
             "undated-factor" => self.undated_factor = f()?,
+            "window-after" => self.window_after = f()?,
+            "window-before" => self.window_before = f()?,
             "quality-weight" => self.quality_weight = f()?,
             "duplicate" => self.duplicate = f()?,
             "exclude-same-provider" => {
@@ -265,16 +278,14 @@ impl<'a> Ranker<'a> {
 
     /// Scores `neighbours` (and the query's lexical matches) and picks the list.
     pub fn rank(&self, q: &Query, neighbours: &[Neighbour]) -> Vec<Scored> {
+        self.select(self.candidates(q, neighbours))
+    }
+
+    /// Every allowed candidate among `neighbours` and the query's best lexical matches, scored,
+    /// best first.
+    pub fn candidates(&self, q: &Query, neighbours: &[Neighbour]) -> Vec<Scored> {
         let o = &self.options;
         let lexical: HashMap<usize, f32> = q.lexical.iter().copied().collect();
-        let lex_norm = |d: usize| -> f32 {
-            if q.lexical_self > 0.0 {
-                (lexical.get(&d).copied().unwrap_or(0.0) / q.lexical_self).min(1.0)
-            } else {
-                0.0
-            }
-        };
-        // Candidates: the vector neighbours, plus the best lexical matches.
         let mut candidates: Vec<usize> = neighbours.iter().map(|n| n.index).collect();
         if o.lexical_weight > 0.0 {
             let mut lex: Vec<(usize, f32)> = q.lexical.clone();
@@ -283,33 +294,50 @@ impl<'a> Ranker<'a> {
         }
         candidates.sort_unstable();
         candidates.dedup();
-
         let mut scored: Vec<Scored> = candidates
             .into_iter()
-            .filter(|&c| self.allowed(q, c))
-            .filter_map(|c| {
-                let cosine = self.index.vectors().row(c).dot(&q.vector);
-                if cosine < o.min_similarity || cosine >= o.duplicate {
-                    return None;
-                }
-                let lexical = lex_norm(c);
-                let similarity = (1.0 - o.lexical_weight) * cosine + o.lexical_weight * lexical;
-                let time = time_factor(q.key.date, self.keys[c].date, o);
-                let quality = 1.0 + o.quality_weight * (self.keys[c].quality - 0.5);
-                Some(Scored {
-                    index: c,
-                    score: similarity * time * quality,
-                    cosine,
-                    lexical,
-                    similarity,
-                    time,
-                    quality,
-                })
-            })
+            .filter_map(|c| self.score(q, &lexical, c))
             .collect();
-        scored.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        sort_scored(&mut scored);
+        scored
+    }
 
-        // Diverse top k: skip a candidate that duplicates one already chosen.
+    /// Scores candidate `c` for `q`; `None` when it may not be recommended.
+    fn score(&self, q: &Query, lexical: &HashMap<usize, f32>, c: usize) -> Option<Scored> {
+        let o = &self.options;
+        if !self.allowed(q, c) {
+            return None;
+        }
+        let cosine = self.index.vectors().row(c).dot(&q.vector);
+        if cosine < o.min_similarity || cosine >= o.duplicate {
+            return None;
+        }
+        let lexical = if q.lexical_self > 0.0 {
+            (lexical.get(&c).copied().unwrap_or(0.0) / q.lexical_self).min(1.0)
+        } else {
+            0.0
+        };
+        let similarity = (1.0 - o.lexical_weight) * cosine + o.lexical_weight * lexical;
+        let time = time_factor(q.key.date, self.keys[c].date, o);
+        if time == 0.0 {
+            return None;
+        }
+        let quality = 1.0 + o.quality_weight * (self.keys[c].quality - 0.5);
+        Some(Scored {
+            index: c,
+            score: similarity * time * quality,
+            cosine,
+            lexical,
+            similarity,
+            time,
+            quality,
+        })
+    }
+
+    /// The diverse top k of scored candidates (best first): a candidate that duplicates one
+    /// already chosen is skipped.
+    fn select(&self, scored: Vec<Scored>) -> Vec<Scored> {
+        let o = &self.options;
         let mut chosen: Vec<Scored> = Vec::with_capacity(o.k);
         for s in scored {
             if chosen.len() == o.k {
@@ -345,6 +373,10 @@ impl<'a> Ranker<'a> {
     }
 }
 
+fn sort_scored(v: &mut [Scored]) {
+    v.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+}
+
 /// Same URL, or same normalised title from the same provider: one article filed twice.
 fn same_story_copy(a: &ArticleKey, b: &ArticleKey) -> bool {
     (a.url.is_some() && a.url == b.url)
@@ -361,6 +393,11 @@ pub fn time_factor(
         return o.undated_factor;
     };
     let days = (c - a).num_seconds() as f32 / 86_400.0;
+    if (o.window_after > 0.0 && days > o.window_after)
+        || (o.window_before > 0.0 && -days > o.window_before)
+    {
+        return 0.0;
+    }
     let half_life = if days >= 0.0 {
         o.half_life_after
     } else {
