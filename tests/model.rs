@@ -224,7 +224,7 @@ fn bf16_keeps_neighbours_of_fp32_on_diablo4() {
         .sum();
     let share = same as f64 / (10 * texts.len()) as f64;
     eprintln!(
-        "diablo4: min cosine(fp32, bf16) {min_cos:.5}, top-10 neighbours kept {:.2}%",
+        "diablo4, {n} texts: min cosine(fp32, bf16) {min_cos:.5}, top-10 neighbours kept {:.2}%",
         100.0 * share
     );
     assert!(min_cos >= 0.999, "min cosine {min_cos}");
