@@ -31,7 +31,7 @@ for r in $(seq "$runs"); do
   rm -rf "$work" && mkdir -p "$work" && cp -r "$src"/. "$work/"
   read -r s m < <(measure "$bin" refresh "$work" --quiet); walls[cold]+="$s "; [ "$m" -gt "${rsss[cold]}" ] && rsss[cold]=$m
   read -r s m < <(measure "$bin" refresh "$work" --quiet); walls[warm]+="$s "; [ "$m" -gt "${rsss[warm]}" ] && rsss[warm]=$m
-  f=$(grep -l '^title: ' "$work"/*.md | head -1)
+  f=$(grep -rl "^title: \"" "$work" --include="*.md" --include="*.txt" | sort | head -1 || true)
   sed -i "0,/^title: \"/s//title: \"Edited $r: /" "$f"
   read -r s m < <(measure "$bin" refresh "$work" --quiet); walls[edit]+="$s "; [ "$m" -gt "${rsss[edit]}" ] && rsss[edit]=$m
 done

@@ -117,17 +117,38 @@ impl Bm25 {
     }
 
     fn score_terms(&self, terms: impl Iterator<Item = u32>) -> Vec<(usize, f32)> {
-        let mut acc: HashMap<u32, f32> = HashMap::new();
-        for t in terms {
-            let idf = self.idf[t as usize];
-            for &(d, tf) in &self.postings[t as usize] {
-                let tf = tf as f32;
-                *acc.entry(d).or_default() += idf * tf * (K1 + 1.0) / (tf + self.norm[d as usize]);
-            }
+        thread_local! {
+            // One dense accumulator per thread, reset through the list of documents touched:
+            // ranking scores every article, and hashing each posting cost more than BM25 itself.
+            static ACC: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let mut out: Vec<(usize, f32)> = acc.into_iter().map(|(d, s)| (d as usize, s)).collect();
-        out.sort_unstable_by_key(|&(d, _)| d);
-        out
+        ACC.with(|acc| {
+            let mut acc = acc.borrow_mut();
+            if acc.len() < self.docs.len() {
+                acc.resize(self.docs.len(), 0.0);
+            }
+            let mut touched: Vec<u32> = Vec::new();
+            for t in terms {
+                let idf = self.idf[t as usize];
+                for &(d, tf) in &self.postings[t as usize] {
+                    let tf = tf as f32;
+                    let slot = &mut acc[d as usize];
+                    if *slot == 0.0 {
+                        touched.push(d);
+                    }
+                    *slot += idf * tf * (K1 + 1.0) / (tf + self.norm[d as usize]);
+                }
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            touched
+                .into_iter()
+                .map(|d| {
+                    let score = std::mem::take(&mut acc[d as usize]);
+                    (d as usize, score)
+                })
+                .collect()
+        })
     }
 
     /// The score document `doc` gets against itself: the ceiling used to bring scores to 0..1.

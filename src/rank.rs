@@ -20,8 +20,6 @@
 //! entries are near-duplicates of each other: the better-scored one stays. Ties are broken by
 //! corpus position, so the same corpus and options give the same lists on every run.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use ndarray::ArrayView1;
 use rayon::prelude::*;
@@ -233,7 +231,7 @@ pub struct Query<'a> {
     /// The corpus position of the article, if it is one.
     pub index: Option<usize>,
     pub key: ArticleKey,
-    /// BM25 scores (document, raw score) and the query's own BM25 score.
+    /// BM25 scores (document, raw score), sorted by document, and the query's own BM25 score.
     pub lexical: Vec<(usize, f32)>,
     pub lexical_self: f32,
 }
@@ -285,35 +283,43 @@ impl<'a> Ranker<'a> {
     /// best first.
     pub fn candidates(&self, q: &Query, neighbours: &[Neighbour]) -> Vec<Scored> {
         let o = &self.options;
-        let lexical: HashMap<usize, f32> = q.lexical.iter().copied().collect();
         let mut candidates: Vec<usize> = neighbours.iter().map(|n| n.index).collect();
         if o.lexical_weight > 0.0 {
             let mut lex: Vec<(usize, f32)> = q.lexical.clone();
-            lex.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let best_first =
+                |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            if lex.len() > o.pool && o.pool > 0 {
+                lex.select_nth_unstable_by(o.pool - 1, best_first);
+            }
             candidates.extend(lex.iter().take(o.pool).map(|&(d, _)| d));
         }
         candidates.sort_unstable();
         candidates.dedup();
         let mut scored: Vec<Scored> = candidates
             .into_iter()
-            .filter_map(|c| self.score(q, &lexical, c))
+            .filter_map(|c| self.score(q, c))
             .collect();
         sort_scored(&mut scored);
         scored
     }
 
     /// Scores candidate `c` for `q`; `None` when it may not be recommended.
-    fn score(&self, q: &Query, lexical: &HashMap<usize, f32>, c: usize) -> Option<Scored> {
+    fn score(&self, q: &Query, c: usize) -> Option<Scored> {
         let o = &self.options;
         if !self.allowed(q, c) {
             return None;
         }
-        let cosine = self.index.vectors().row(c).dot(&q.vector);
+        let cosine = self.index.cosine_to(c, q.vector);
         if cosine < o.min_similarity || cosine >= o.duplicate {
             return None;
         }
+        // `q.lexical` is sorted by document.
+        let raw = match q.lexical.binary_search_by_key(&c, |&(d, _)| d) {
+            Ok(at) => q.lexical[at].1,
+            Err(_) => 0.0,
+        };
         let lexical = if q.lexical_self > 0.0 {
-            (lexical.get(&c).copied().unwrap_or(0.0) / q.lexical_self).min(1.0)
+            (raw / q.lexical_self).min(1.0)
         } else {
             0.0
         };

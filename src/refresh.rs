@@ -94,16 +94,27 @@ pub fn refresh(
     show_progress: bool,
 ) -> RefreshReport {
     let ranker = engine.ranker(options.clone());
-    let bar = progress_bar(selected.len(), "rank", show_progress);
-    let lists: Vec<(usize, Vec<Related>)> = selected
-        .par_iter()
-        .map(|&i| {
-            let list = entries(engine, &ranker.rank_article(i));
-            bar.inc(1);
-            (i, list)
-        })
-        .collect();
-    bar.finish_and_clear();
+    let lists: Vec<(usize, Vec<Related>)> = if selected.len() == engine.corpus.articles.len() {
+        // Every article: one blocked matrix product finds all neighbours at once.
+        ranker
+            .rank_all()
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, list)| (i, entries(engine, &list)))
+            .collect()
+    } else {
+        let bar = progress_bar(selected.len(), "rank", show_progress);
+        let lists = selected
+            .par_iter()
+            .map(|&i| {
+                let list = entries(engine, &ranker.rank_article(i));
+                bar.inc(1);
+                (i, list)
+            })
+            .collect();
+        bar.finish_and_clear();
+        lists
+    };
 
     let mut report = RefreshReport {
         refreshed: lists.len(),
