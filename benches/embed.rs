@@ -6,7 +6,7 @@
 //! `RELINK_BENCH_TEXTS=N` embeds only the first N texts. bf16 is measured where the CPU has
 //! native bf16, or when `RELINK_BENCH_BF16=1` (elsewhere libtorch emulates it, ~50x slower).
 
-#[path = "common.rs"]
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -7,7 +7,7 @@
 //! criterion (median, queries/s as "elem/s") over 200 queries. `RELINK_BENCH_VECTORS=N` changes
 //! the size of the random set.
 
-#[path = "common.rs"]
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::time::Instant;

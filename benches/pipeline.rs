@@ -4,7 +4,7 @@
 //! `cargo bench --bench pipeline`. Ranking uses the bag-of-words test embedder's vectors, so it
 //! measures the ranker (search, BM25, scoring, diversity), not the model.
 
-#[path = "common.rs"]
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

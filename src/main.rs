@@ -613,19 +613,26 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         );
     }
     let model_id = resolved.engine.embedder.model_id()?;
+    // What every JSON output starts with; scripts rely on these keys.
+    let json_header = match serde_json::json!({
+        "articles_scored": scored_ids.len(),
+        "model": model_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "corpus": { "path": args.path.display().to_string(), "articles": engine.corpus.articles.len(), "skipped": engine.corpus.errors.len() },
+        "k": ks,
+        "links": links,
+    }) {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("a JSON object literal"),
+    };
     let t = Instant::now();
     let mut out = io::stdout().lock();
     if !sweep.is_empty() {
         let grid = eval::grid(&resolved.rank, &sweep).map_err(anyhow::Error::msg)?;
         let rows = eval::sweep(&engine, &references, &grid, &ks);
         if args.json {
-            let json = serde_json::json!({
-                "articles_scored": scored_ids.len(),
-                "model": model_id,
-                "version": env!("CARGO_PKG_VERSION"),
-                "corpus": { "path": args.path.display().to_string(), "articles": engine.corpus.articles.len() },
-                "rankers": rows,
-            });
+            let mut json = json_header;
+            json.insert("rankers".into(), serde_json::to_value(&rows)?);
             serde_json::to_writer_pretty(&mut out, &json)?;
             writeln!(out)?;
         } else {
@@ -644,17 +651,13 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         eval::evaluate(&engine, &references, &resolved.rank, &args.baseline, &ks);
     let index_recall = eval::index_recall(&engine, &scored_ids, &ks, resolved.engine.hnsw);
     if args.json {
-        let json = serde_json::json!({
-            "articles_scored": scored,
-            "model": model_id,
-            "version": env!("CARGO_PKG_VERSION"),
-            "corpus": { "path": args.path.display().to_string(), "articles": engine.corpus.articles.len(), "skipped": engine.corpus.errors.len() },
-            "options": resolved.rank,
-            "k": ks,
-            "links": links,
-            "index": { "search": if engine.index.is_hnsw() { "hnsw" } else { "exact" }, "hnsw_recall_vs_exact": index_recall },
-            "rankers": rows,
-        });
+        let mut json = json_header;
+        json.insert("options".into(), serde_json::to_value(&resolved.rank)?);
+        json.insert(
+            "index".into(),
+            serde_json::json!({ "search": if engine.index.is_hnsw() { "hnsw" } else { "exact" }, "hnsw_recall_vs_exact": index_recall }),
+        );
+        json.insert("rankers".into(), serde_json::to_value(&rows)?);
         serde_json::to_writer_pretty(&mut out, &json)?;
         writeln!(out)?;
     } else {

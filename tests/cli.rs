@@ -25,22 +25,6 @@ fn seeds_copy(dir: &Path) -> PathBuf {
     common::copy_tree(&common::seeds(), &dir.join("seeds"))
 }
 
-fn snapshot(d: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn refresh_then_a_warm_rerun_that_neither_loads_the_model_nor_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,7 +35,7 @@ fn refresh_then_a_warm_rerun_that_neither_loads_the_model_nor_writes() {
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.contains("35 read, 0 skipped"), "{stdout}");
     assert!(stdout.contains("35 embedded, 0 from the cache"), "{stdout}");
-    let after_first = snapshot(&d);
+    let after_first = common::snapshot(&d);
     let out = relink(&["refresh", p, "--quiet"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success());
@@ -60,7 +44,7 @@ fn refresh_then_a_warm_rerun_that_neither_loads_the_model_nor_writes() {
         "{stdout}"
     );
     assert!(stdout.contains("0 changed, 35 unchanged"), "{stdout}");
-    assert_eq!(snapshot(&d), after_first);
+    assert_eq!(common::snapshot(&d), after_first);
 }
 
 #[test]
@@ -88,7 +72,7 @@ fn only_and_dry_run_touch_what_they_say() {
     let dir = tempfile::tempdir().unwrap();
     let d = seeds_copy(dir.path());
     let p = d.to_str().unwrap();
-    let before = snapshot(&d);
+    let before = common::snapshot(&d);
     let out = relink(&["refresh", p, "--dry-run", "--quiet"]);
     assert!(out.status.success());
     let stdout = text(&out.stdout);
@@ -96,12 +80,12 @@ fn only_and_dry_run_touch_what_they_say() {
         stdout.contains("would change") && stdout.contains("  + "),
         "{stdout}"
     );
-    assert_eq!(snapshot(&d), before);
+    assert_eq!(common::snapshot(&d), before);
 
     let seed = d.join("000_6487b44b07e2c8c7.txt");
     let out = relink(&["refresh", p, "--only", seed.to_str().unwrap(), "--quiet"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let after = snapshot(&d);
+    let after = common::snapshot(&d);
     let changed: Vec<&String> = before
         .iter()
         .zip(&after)
@@ -186,7 +170,7 @@ fn a_missing_model_is_a_clear_error() {
         "{stderr}"
     );
     assert!(
-        snapshot(&d) == snapshot(&common::seeds()),
+        common::snapshot(&d) == common::snapshot(&common::seeds()),
         "nothing written"
     );
 }

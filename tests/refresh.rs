@@ -501,19 +501,19 @@ fn refresh_writes_lists_and_a_rerun_changes_nothing() {
         let all: Vec<usize> = (0..e.corpus.articles.len()).collect();
         relink::refresh::refresh(&e, &RankOptions::default(), &all, dry, false)
     };
-    let before: Vec<(String, Vec<u8>)> = files(&d);
+    let before: Vec<(String, Vec<u8>)> = common::snapshot(&d);
     let dry = run(true);
     assert!(!dry.changes.is_empty());
-    assert_eq!(files(&d), before, "a dry run writes nothing");
+    assert_eq!(common::snapshot(&d), before, "a dry run writes nothing");
     let first = run(false);
     assert_eq!(first.changes.len(), dry.changes.len());
     assert!(first.write_errors.is_empty(), "{:?}", first.write_errors);
-    let written = files(&d);
+    let written = common::snapshot(&d);
     assert_ne!(written, before);
     let mtimes_before = mtimes(&d);
     let second = run(false);
     assert!(second.changes.is_empty(), "{:?}", second.changes);
-    assert_eq!(files(&d), written);
+    assert_eq!(common::snapshot(&d), written);
     assert_eq!(mtimes(&d), mtimes_before);
     // Every written list parses back and never names the article itself.
     let corpus = read_corpus(&d).unwrap();
@@ -527,22 +527,6 @@ fn refresh_writes_lists_and_a_rerun_changes_nothing() {
             a.display_path()
         );
     }
-}
-
-fn files(d: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn mtimes(d: &Path) -> Vec<std::time::SystemTime> {

@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests and the benches.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -29,6 +29,34 @@ pub fn model_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// title + ". " + excerpt of every diablo4 article.
+pub fn diablo4_texts() -> Option<Vec<String>> {
+    let corpus = relink::corpus::read_corpus(&shared()?.join("corpora/diablo4")).ok()?;
+    Some(corpus.articles.iter().map(|a| a.text()).collect())
+}
+
+/// Cores this process may use (quoted with every benchmark figure).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Every file directly in `d`, by name, with its bytes.
+pub fn snapshot(d: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// The shipped sample corpus.
