@@ -120,7 +120,20 @@ impl Embedder {
         precision: Precision,
         batch_size: usize,
     ) -> Result<Embedder, EmbedError> {
-        let model_id = model_id(dir, precision)?;
+        Self::load_as(dir, precision, batch_size, None)
+    }
+
+    /// [`load`](Self::load), with the identity already computed by [`model_id`].
+    pub fn load_as(
+        dir: &Path,
+        precision: Precision,
+        batch_size: usize,
+        model_id: Option<String>,
+    ) -> Result<Embedder, EmbedError> {
+        let model_id = match model_id {
+            Some(id) => id,
+            None => self::model_id(dir, precision, None)?,
+        };
         let precision = precision.resolve();
         crate::alloc::keep_freed_memory();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -233,34 +246,83 @@ impl TextEmbedder for Embedder {
     }
 }
 
+/// Files whose content makes up a model's identity.
+const IDENTITY_FILES: &[&str] = &[
+    "config.json",
+    "modules.json",
+    "1_Pooling/config.json",
+    "vocab.txt",
+    "model.safetensors",
+];
+
 /// Checks that `dir` holds a loadable model and returns its cache identity: the folder's name,
-/// a hash of its configuration and weights, and the precision.
-pub fn model_id(dir: &Path, precision: Precision) -> Result<String, EmbedError> {
+/// a hash of its configuration, vocabulary and weights, and the precision.
+///
+/// Hashing the 90 MB of weights costs ~0.15 s, a good part of a warm rerun, so with `memo` the
+/// hash is remembered in that file, keyed by each identity file's path, size and modification
+/// time: a model changed in place gets a new key and is hashed again.
+pub fn model_id(
+    dir: &Path,
+    precision: Precision,
+    memo: Option<&Path>,
+) -> Result<String, EmbedError> {
     check_model_dir(dir)?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for name in [
-        "config.json",
-        "modules.json",
-        "1_Pooling/config.json",
-        "vocab.txt",
-        "model.safetensors",
-    ] {
-        let bytes = std::fs::read(dir.join(name)).map_err(|e| EmbedError::BadModel {
-            dir: dir.to_path_buf(),
-            reason: format!("{name}: {e}"),
-        })?;
-        hasher.update(&bytes);
+    let bad = |name: &str, e: std::io::Error| EmbedError::BadModel {
+        dir: dir.to_path_buf(),
+        reason: format!("{name}: {e}"),
+    };
+    let canonical = dir.canonicalize().map_err(|e| bad(".", e))?;
+    let mut key = xxhash_rust::xxh3::Xxh3::new();
+    for name in IDENTITY_FILES {
+        let path = canonical.join(name);
+        let meta = std::fs::metadata(&path).map_err(|e| bad(name, e))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        key.update(path.to_string_lossy().as_bytes());
+        key.update(&meta.len().to_le_bytes());
+        key.update(&mtime.to_le_bytes());
     }
-    let name = dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    let key = format!("{:032x}", key.digest128());
+    let remembered = memo
+        .and_then(|m| std::fs::read_to_string(m).ok())
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix(&key)
+                    .and_then(|rest| rest.strip_prefix('\t'))
+                    .map(str::to_string)
+            })
+        });
+    let digest = match remembered {
+        Some(d) => d,
+        None => {
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            for name in IDENTITY_FILES {
+                hasher.update(&std::fs::read(canonical.join(name)).map_err(|e| bad(name, e))?);
+            }
+            let d = format!("{:016x}", hasher.digest());
+            if let Some(m) = memo {
+                // Best effort: without the memo the next run only hashes again.
+                let _ = m.parent().map(std::fs::create_dir_all);
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(m)
+                {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{key}\t{d}");
+                }
+            }
+            d
+        }
+    };
+    let name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    Ok(format!(
-        "{name}/{:016x}/{}",
-        hasher.digest(),
-        precision.resolve().as_str()
-    ))
+    Ok(format!("{name}/{digest}/{}", precision.resolve().as_str()))
 }
 
 /// Reports the first missing file of a model folder, naming the command that fetches it.

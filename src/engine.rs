@@ -43,7 +43,11 @@ impl EmbedderChoice {
     /// The cache identity of the embedder, computed without loading the model.
     pub fn model_id(&self) -> Result<String, EmbedError> {
         match self {
-            EmbedderChoice::Model { dir, precision, .. } => crate::embed::model_id(dir, *precision),
+            EmbedderChoice::Model { dir, precision, .. } => crate::embed::model_id(
+                dir,
+                *precision,
+                Some(&user_cache_dir().join("model-ids.tsv")),
+            ),
             EmbedderChoice::Hash { dim } => Ok(HashEmbedder::new(*dim).model_id().to_string()),
         }
     }
@@ -62,7 +66,12 @@ impl EmbedderChoice {
                 dir,
                 precision,
                 batch_size,
-            } => Box::new(Embedder::load(dir, *precision, *batch_size)?),
+            } => Box::new(Embedder::load_as(
+                dir,
+                *precision,
+                *batch_size,
+                Some(self.model_id()?),
+            )?),
             EmbedderChoice::Hash { dim } => Box::new(HashEmbedder::new(*dim)),
         })
     }

@@ -230,3 +230,31 @@ fn bf16_keeps_neighbours_of_fp32_on_diablo4() {
     assert!(min_cos >= 0.999, "min cosine {min_cos}");
     assert!(share >= 0.98, "top-10 overlap {share}");
 }
+
+#[test]
+fn the_model_identity_is_remembered_until_a_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let memo = dir.path().join("model-ids.tsv");
+    let model = common::model_dir();
+    let full = relink::embed::model_id(&model, Precision::Fp32, None).unwrap();
+    assert_eq!(
+        relink::embed::model_id(&model, Precision::Fp32, Some(&memo)).unwrap(),
+        full
+    );
+    let text = std::fs::read_to_string(&memo).unwrap();
+    let (key, digest) = text.trim().split_once('\t').unwrap();
+    assert!(full.contains(digest));
+    // The remembered digest is what a second call returns (no rehash): prove it with a fake one.
+    std::fs::write(&memo, format!("{key}\tfeedfeedfeedfeed\n")).unwrap();
+    let remembered = relink::embed::model_id(&model, Precision::Fp32, Some(&memo)).unwrap();
+    assert!(remembered.contains("/feedfeedfeedfeed/"), "{remembered}");
+    // A model folder elsewhere (other paths) is keyed apart and hashed for real.
+    let copy = dir.path().join("copy");
+    for f in relink::embed::MODEL_FILES {
+        let target = copy.join(f);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(model.join(f), &target).unwrap();
+    }
+    let copied = relink::embed::model_id(&copy, Precision::Fp32, Some(&memo)).unwrap();
+    assert_eq!(copied.split('/').nth(1), full.split('/').nth(1));
+}
