@@ -510,11 +510,10 @@ fn print_related(engine: &Engine, title: &str, list: &[Scored], json: bool) -> R
                 })
             })
             .collect();
-        serde_json::to_writer_pretty(
+        write_json(
             &mut out,
             &serde_json::json!({ "query": title, "related": items }),
         )?;
-        writeln!(out)?;
         return Ok(());
     }
     writeln!(out, "related to: {title}")?;
@@ -551,6 +550,13 @@ fn print_related(engine: &Engine, title: &str, list: &[Scored], json: bool) -> R
     if list.is_empty() {
         writeln!(out, "  (no article is similar enough)")?;
     }
+    Ok(())
+}
+
+/// Pretty JSON and a final newline.
+fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
     Ok(())
 }
 
@@ -633,8 +639,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         if args.json {
             let mut json = json_header;
             json.insert("rankers".into(), serde_json::to_value(&rows)?);
-            serde_json::to_writer_pretty(&mut out, &json)?;
-            writeln!(out)?;
+            write_json(&mut out, &json)?;
         } else {
             writeln!(
                 out,
@@ -658,8 +663,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
             serde_json::json!({ "search": if engine.index.is_hnsw() { "hnsw" } else { "exact" }, "hnsw_recall_vs_exact": index_recall }),
         );
         json.insert("rankers".into(), serde_json::to_value(&rows)?);
-        serde_json::to_writer_pretty(&mut out, &json)?;
-        writeln!(out)?;
+        write_json(&mut out, &json)?;
     } else {
         writeln!(
             out,
