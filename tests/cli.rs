@@ -189,7 +189,21 @@ fn a_killed_refresh_leaves_files_whole_and_the_next_run_finishes_the_job() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(8));
+    // Kill it once the first checkpoint of vectors is on disk (256 of 1,611), well before the
+    // embedding is done: polling rather than sleeping keeps the test meaningful on any machine.
+    let cache = d.join(".relink/embeddings.bin");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::fs::metadata(&cache).map_or(0, |m| m.len()) < 100 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint written"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     drop(_model);

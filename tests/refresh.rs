@@ -544,3 +544,47 @@ fn mtimes(d: &Path) -> Vec<std::time::SystemTime> {
     v.sort();
     v.into_iter().map(|(_, t)| t).collect()
 }
+
+#[test]
+fn a_json_lines_corpus_is_refreshed_in_place_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("articles.jsonl");
+    let line = |i: usize, title: &str| {
+        format!(
+            "{{\"title\":\"{title}\",\"excerpt\":\"{title} in detail.\",\"publishedDateTime\":\"2023-06-0{i}T10:00:00Z\",\"webUrl\":\"https://x.com/{i}\",\"type\":\"article\",\"custom\":{i}}}\n"
+        )
+    };
+    let text = [
+        line(1, "Lilith statue unveiled in Paris"),
+        line(2, "Crowds visit the Lilith statue in Paris"),
+        "\n".to_string(),
+        line(3, "Paris extends the Lilith statue exhibition"),
+    ]
+    .concat();
+    std::fs::write(&path, &text).unwrap();
+    let run = || {
+        let corpus = read_corpus(&path).unwrap();
+        assert_eq!(corpus.articles.len(), 3);
+        let e = Engine::build(
+            corpus,
+            &settings(&dir.path().join(".relink"), SearchMode::Exact),
+            Timings::default(),
+        )
+        .unwrap();
+        relink::refresh::refresh(&e, &RankOptions::default(), &[0, 1, 2], false, false)
+    };
+    let first = run();
+    assert_eq!(first.changes.len(), 3);
+    assert!(first.write_errors.is_empty(), "{:?}", first.write_errors);
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(written.lines().nth(2), Some(""), "the blank line is kept");
+    for l in written.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["related"].as_array().unwrap().len(), 2, "{l}");
+        assert!(v["custom"].is_number(), "other fields are kept");
+        assert!(l.starts_with("{\"title\""), "field order is kept: {l}");
+    }
+    let second = run();
+    assert!(second.changes.is_empty());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
+}
