@@ -232,6 +232,8 @@ pub struct Engine {
     pub index: VectorIndex,
     pub bm25: Bm25,
     pub embed_stats: EmbedStats,
+    /// Whether the HNSW graph was loaded from the state folder rather than built.
+    pub index_reused: bool,
     pub timings: Timings,
 }
 
@@ -262,7 +264,19 @@ impl Engine {
         )?;
         timings.add("embed", t);
         let t = Instant::now();
-        let index = VectorIndex::build(vectors, settings.search, settings.hnsw);
+        // The graph is only valid for these vectors: this model, these texts, this order.
+        let mut identity = xxhash_rust::xxh3::Xxh3::new();
+        identity.update(settings.embedder.model_id()?.as_bytes());
+        for t in &texts {
+            identity.update(&text_key(t).to_le_bytes());
+        }
+        let (index, index_reused) = VectorIndex::build_or_load(
+            vectors,
+            settings.search,
+            settings.hnsw,
+            &settings.state_dir,
+            identity.digest128(),
+        );
         // BM25 over titles alone: measured on diablo4, titles carry the names and numbers that
         // tie coverage of one story together, and excerpts mostly add noise (recall@5 0.55
         // with titles, 0.49 with title + excerpt).
@@ -276,6 +290,7 @@ impl Engine {
             index,
             bm25,
             embed_stats,
+            index_reused,
             timings,
         })
     }

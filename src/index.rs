@@ -6,6 +6,9 @@
 //! never depend on thread timing: the HNSW graph is built by serial insertion with hnsw_rs's
 //! fixed-seed level generator, which makes the graph itself the same on every run.
 
+use std::path::Path;
+
+use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{Distance, Hnsw};
 use ndarray::{Array2, ArrayView1, Axis};
 use rayon::prelude::*;
@@ -124,6 +127,65 @@ impl VectorIndex {
         VectorIndex { vectors, hnsw }
     }
 
+    /// Like [`build`](Self::build), but an HNSW graph is kept in `dir` (`index.hnsw.graph`,
+    /// `index.hnsw.data`, and `index.id` naming what it was built from): when `identity` (a hash
+    /// of the row keys, in order) and the parameters match the stored graph, it is loaded
+    /// instead of rebuilt. Serial insertion makes the loaded graph the one a rebuild would give,
+    /// so reuse never changes a result. Returns whether a stored graph was used. Any problem
+    /// with the stored files means a rebuild, never a failure.
+    pub fn build_or_load(
+        vectors: Array2<f32>,
+        mode: SearchMode,
+        params: HnswParams,
+        dir: &Path,
+        identity: u128,
+    ) -> (VectorIndex, bool) {
+        let use_hnsw = match mode {
+            SearchMode::Exact => false,
+            SearchMode::Hnsw => true,
+            SearchMode::Auto => vectors.nrows() > EXACT_UP_TO,
+        };
+        if !use_hnsw {
+            return (
+                VectorIndex {
+                    vectors,
+                    hnsw: None,
+                },
+                false,
+            );
+        }
+        let id = format!(
+            "relink-hnsw 1 {identity:032x} {} {} {} {}\n",
+            vectors.nrows(),
+            vectors.ncols(),
+            params.m,
+            params.ef_construction
+        );
+        let id_path = dir.join("index.id");
+        if std::fs::read_to_string(&id_path).ok().as_deref() == Some(id.as_str()) {
+            if let Some(hnsw) = load_hnsw(dir) {
+                if hnsw.get_nb_point() == vectors.nrows() {
+                    return (
+                        VectorIndex {
+                            vectors,
+                            hnsw: Some((hnsw, params)),
+                        },
+                        true,
+                    );
+                }
+            }
+        }
+        let hnsw = build_hnsw(&vectors, params, false);
+        save_hnsw(&hnsw, dir, &id_path, &id);
+        (
+            VectorIndex {
+                vectors,
+                hnsw: Some((hnsw, params)),
+            },
+            false,
+        )
+    }
+
     /// An index over `vectors` searched through an HNSW graph built elsewhere (the benches
     /// compare a parallel-built graph).
     pub fn with_hnsw(
@@ -214,6 +276,41 @@ impl VectorIndex {
     }
 }
 
+/// Loads the graph dumped in `dir`; `None` on any error (hnsw_rs asserts on some malformed
+/// files, so a panic counts as an error too).
+fn load_hnsw(dir: &Path) -> Option<Hnsw<'static, f32, UnitCosine>> {
+    if !dir.join("index.hnsw.graph").is_file() || !dir.join("index.hnsw.data").is_file() {
+        return None;
+    }
+    // A damaged file is expected here, not a bug: keep the panic message off the terminal.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let loaded = std::panic::catch_unwind(|| {
+        // The loaded graph borrows its loader for its whole life; one small loader per process
+        // is leaked to give it that life.
+        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, "index")));
+        io.load_hnsw::<f32, UnitCosine>().ok()
+    });
+    std::panic::set_hook(hook);
+    loaded.ok().flatten()
+}
+
+/// Dumps the graph into `dir` and then writes its identity, so a dump cut short by a kill is
+/// never taken for a complete one (the identity is removed first and written last).
+fn save_hnsw(hnsw: &Hnsw<'static, f32, UnitCosine>, dir: &Path, id_path: &Path, id: &str) {
+    use hnsw_rs::api::AnnT;
+    let _ = std::fs::remove_file(id_path);
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    // A failed dump only costs the next run a rebuild.
+    if let Ok(name) = hnsw.file_dump(dir, "index") {
+        if name == "index" {
+            let _ = crate::corpus::write_atomic(id_path, id.as_bytes());
+        }
+    }
+}
+
 /// Builds an HNSW graph over `vectors`. Serial insertion keeps the graph deterministic;
 /// `parallel` trades that for build speed (the bench compares both).
 pub fn build_hnsw(
@@ -222,7 +319,9 @@ pub fn build_hnsw(
     parallel: bool,
 ) -> Hnsw<'static, f32, UnitCosine> {
     let n = vectors.nrows().max(1);
-    let max_layer = 16.min(((n as f64).ln() / (params.m as f64).ln()).ceil().max(1.0) as usize + 1);
+    // hnsw_rs only dumps graphs allocated with its full 16 layers; the level generator rarely
+    // goes past a few of them anyway.
+    let max_layer = 16;
     let hnsw =
         Hnsw::<f32, UnitCosine>::new(params.m, n, max_layer, params.ef_construction, UnitCosine);
     let rows: Vec<Vec<f32>> = vectors.rows().into_iter().map(|r| r.to_vec()).collect();

@@ -379,7 +379,9 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     writeln!(
         out,
         "  search     {} over {} articles",
-        if engine.index.is_hnsw() {
+        if engine.index_reused {
+            "HNSW (graph kept from the last run)"
+        } else if engine.index.is_hnsw() {
             "HNSW"
         } else {
             "exact"
@@ -555,7 +557,8 @@ fn print_related(engine: &Engine, title: &str, list: &[Scored], json: bool) -> R
 
 /// Pretty JSON and a final newline.
 fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
+    // Back to the io::Error it wraps, so that a closed pipe is recognised as one.
+    serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }

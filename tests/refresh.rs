@@ -588,3 +588,48 @@ fn a_json_lines_corpus_is_refreshed_in_place_and_a_rerun_changes_nothing() {
     assert!(second.changes.is_empty());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
 }
+
+#[test]
+fn the_hnsw_graph_is_kept_and_reused_only_for_the_same_vectors() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = common::copy_tree(
+        &shared.join("corpora/power-apps-crlf"),
+        &dir.path().join("c"),
+    );
+    let state = dir.path().join("state");
+    let build = || {
+        Engine::build(
+            read_corpus(&d).unwrap(),
+            &settings(&state, SearchMode::Hnsw),
+            Timings::default(),
+        )
+        .unwrap()
+    };
+    let first = build();
+    assert!(first.index.is_hnsw() && !first.index_reused);
+    assert!(state.join("index.hnsw.graph").is_file() && state.join("index.id").is_file());
+    let second = build();
+    assert!(second.index_reused);
+    assert_eq!(all_lists(&first), all_lists(&second));
+    // An edited article changes the vectors: the graph is rebuilt, and kept for next time.
+    let file = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let text =
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replacen("title: \"", "title: \"Edited: ", 1);
+    std::fs::write(&file, text).unwrap();
+    assert!(!build().index_reused);
+    assert!(build().index_reused);
+    // A damaged graph file is rebuilt, not trusted.
+    std::fs::write(state.join("index.hnsw.graph"), b"garbage").unwrap();
+    let rebuilt = build();
+    assert!(!rebuilt.index_reused);
+    assert!(build().index_reused);
+}
