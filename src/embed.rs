@@ -6,7 +6,6 @@
 //! them slower. Both implement [`TextEmbedder`], so the pipeline does not care which one it holds.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use ndarray::Array2;
 use rust_bert::pipelines::common::ModelType;
@@ -107,9 +106,6 @@ pub struct Embedder {
     model_id: String,
     dim: usize,
     batch_size: usize,
-    precision: Precision,
-    /// Called after every batch with the number of texts done so far.
-    progress: Option<Box<dyn FnMut(usize) + Send>>,
 }
 
 impl Embedder {
@@ -184,19 +180,7 @@ impl Embedder {
             model_id,
             dim,
             batch_size: batch_size.max(1),
-            precision,
-            progress: None,
         })
-    }
-
-    /// The precision the model actually runs in.
-    pub fn precision(&self) -> Precision {
-        self.precision
-    }
-
-    /// Sets a callback told, after each batch, how many texts are done.
-    pub fn set_progress(&mut self, progress: Option<Box<dyn FnMut(usize) + Send>>) {
-        self.progress = progress;
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
@@ -228,16 +212,11 @@ impl TextEmbedder for Embedder {
         let lengths: Vec<usize> = texts.iter().map(|t| tokenizer.tokenize(t).len()).collect();
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| (lengths[i], i));
-        let mut done = 0;
         for chunk in order.chunks(self.batch_size) {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             let flat = self.embed_batch(&batch)?;
             for (row, &i) in flat.chunks_exact(self.dim).zip(chunk) {
                 out.row_mut(i).assign(&ndarray::ArrayView1::from(row));
-            }
-            done += chunk.len();
-            if let Some(progress) = self.progress.as_mut() {
-                progress(done);
             }
         }
         // bf16 output is normalised in bf16; normalise again in f32 so every vector is unit length.
@@ -346,17 +325,6 @@ pub fn normalize_rows(m: &mut Array2<f32>) {
             row /= norm;
         }
     }
-}
-
-/// Embeds `texts` and reports texts per second; used by `relink embed` and the benches.
-pub fn timed_embed(
-    embedder: &mut dyn TextEmbedder,
-    texts: &[&str],
-) -> Result<(Array2<f32>, f64), EmbedError> {
-    let start = Instant::now();
-    let vectors = embedder.embed(texts)?;
-    let rate = texts.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    Ok((vectors, rate))
 }
 
 /// A bag-of-words embedder: every lower-cased word is hashed to a few signed coordinates.
