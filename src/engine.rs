@@ -60,7 +60,8 @@ impl EmbedderChoice {
         }
     }
 
-    pub fn load(&self) -> Result<Box<dyn TextEmbedder>, EmbedError> {
+    /// Loads the embedder whose identity `model_id` was already computed.
+    pub fn load(&self, model_id: &str) -> Result<Box<dyn TextEmbedder>, EmbedError> {
         Ok(match self {
             EmbedderChoice::Model {
                 dir,
@@ -70,7 +71,7 @@ impl EmbedderChoice {
                 dir,
                 *precision,
                 *batch_size,
-                Some(self.model_id()?),
+                Some(model_id.to_string()),
             )?),
             EmbedderChoice::Hash { dim } => Box::new(HashEmbedder::new(*dim)),
         })
@@ -138,6 +139,8 @@ pub struct EmbedStats {
     pub cache_note: Option<String>,
     /// Whether the model was loaded at all.
     pub model_loaded: bool,
+    /// The embedder's identity (the cache key's model part).
+    pub model_id: String,
 }
 
 /// Durations of the pipeline's stages, in order.
@@ -187,18 +190,19 @@ pub fn embed_with_cache(
             )),
             _ => None,
         },
+        model_id: model_id.clone(),
         ..EmbedStats::default()
     };
     let keys: Vec<u128> = texts.iter().map(|t| text_key(t)).collect();
-    // Each distinct missing text once, longest-first order irrelevant: sorted by length so
-    // checkpoints hold batches of similar length.
+    // Each distinct missing text once, sorted by length so checkpoints hold batches of similar
+    // length.
     let mut seen = HashSet::new();
     let mut missing: Vec<usize> = (0..texts.len())
         .filter(|&i| cache.get(keys[i]).is_none() && seen.insert(keys[i]))
         .collect();
     missing.sort_by_key(|&i| (texts[i].len(), i));
     if !missing.is_empty() {
-        let mut embedder = choice.load()?;
+        let mut embedder = choice.load(&model_id)?;
         stats.model_loaded = true;
         let bar = progress_bar(missing.len(), "embed", show_progress);
         for chunk in missing.chunks(CHECKPOINT) {
@@ -266,7 +270,7 @@ impl Engine {
         let t = Instant::now();
         // The graph is only valid for these vectors: this model, these texts, this order.
         let mut identity = xxhash_rust::xxh3::Xxh3::new();
-        identity.update(settings.embedder.model_id()?.as_bytes());
+        identity.update(embed_stats.model_id.as_bytes());
         for t in &texts {
             identity.update(&text_key(t).to_le_bytes());
         }

@@ -451,7 +451,10 @@ fn cmd_related(args: RelatedArgs) -> Result<ExitCode> {
         );
     } else {
         let date = args.date.as_deref().map(parse_date).transpose()?;
-        let mut embedder = resolved.engine.embedder.load()?;
+        let mut embedder = resolved
+            .engine
+            .embedder
+            .load(&engine.embed_stats.model_id)?;
         let v = embedder.embed(&[args.query.as_str()])?;
         let q = Query {
             vector: v.row(0),
@@ -621,7 +624,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
             }
         );
     }
-    let model_id = resolved.engine.embedder.model_id()?;
+    let model_id = engine.embed_stats.model_id.clone();
     // What every JSON output starts with; scripts rely on these keys.
     let json_header = match serde_json::json!({
         "articles_scored": scored_ids.len(),
