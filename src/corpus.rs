@@ -7,7 +7,6 @@
 //! list would not change is not written at all, so a second run with nothing new touches nothing.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -17,6 +16,7 @@ use crate::article::{
     parse_article, parse_json_article, splice_related_if_changed, Article, ParseError, Related,
     Source,
 };
+use crate::fsutil::{self, read_regular, Rewritten, WriteError};
 
 /// How a corpus is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +73,9 @@ pub struct Corpus {
     pub articles: Vec<Article>,
     /// The files or lines that could not be read, in the same order.
     pub errors: Vec<ReadError>,
+    /// Temporary files an interrupted relink left in the corpus's folders (see
+    /// [`fsutil::TEMP_PREFIX`]); removed by the next run that holds the folder's lock.
+    pub stale_temps: Vec<PathBuf>,
 }
 
 /// Whether a write changed the file.
@@ -103,7 +106,7 @@ pub fn read_corpus(path: &Path) -> Result<Corpus, ReadError> {
     if is_jsonl {
         return read_jsonl(path);
     }
-    let bytes = fs::read(path).map_err(|e| ReadError::io(path, e))?;
+    let bytes = read_regular(path).map_err(|e| ReadError::io(path, e))?;
     let (articles, errors) = match article_from_bytes(path, &bytes) {
         Ok(article) => (vec![article], Vec::new()),
         Err(error) => (Vec::new(), vec![error]),
@@ -113,24 +116,91 @@ pub fn read_corpus(path: &Path) -> Result<Corpus, ReadError> {
         format: Format::Folder,
         articles,
         errors,
+        stale_temps: Vec::new(),
     })
 }
 
 /// Reads one front-matter file.
 pub fn read_article(path: &Path) -> Result<Article, ReadError> {
-    let bytes = fs::read(path).map_err(|e| ReadError::io(path, e))?;
+    let bytes = read_regular(path).map_err(|e| ReadError::io(path, e))?;
     article_from_bytes(path, &bytes)
 }
 
-/// Replaces the related list of one front-matter file with `entries`.
+/// The edit [`rewrite`] makes to a front-matter file: splice `entries` into whatever the file
+/// holds now. A file edited since it was read is still written when the edit left everything the
+/// list was ranked from (title, excerpt, the fields its entries carry) and its stored list as
+/// they were (text appended to the body, say); otherwise it is left alone, "changed since it was
+/// read".
+fn splice_edit<'a>(
+    article: &'a Article,
+    path: &'a Path,
+    entries: &'a [Related],
+) -> impl Fn(&[u8]) -> Result<Option<Vec<u8>>, ReadError> + 'a {
+    move |bytes: &[u8]| {
+        let text = decode(bytes).map_err(|e| ReadError::parse(path, e))?;
+        if xxh3_64(bytes) != article.content_hash {
+            let now = parse_article(text, article.source.clone())
+                .map_err(|_| ReadError::new(path, None, "changed since it was read"))?;
+            if now.to_related() != article.to_related()
+                || now.text() != article.text()
+                || now.related != article.related
+            {
+                return Err(ReadError::new(path, None, "changed since it was read"));
+            }
+        }
+        Ok(splice_related_if_changed(text, entries)
+            .map_err(|e| ReadError::parse(path, e))?
+            .map(String::into_bytes))
+    }
+}
+
+fn from_write_error(path: &Path, e: WriteError<ReadError>) -> ReadError {
+    match e {
+        WriteError::Io(e) => ReadError::io(path, e),
+        WriteError::Refused(reason) => ReadError::new(path, None, reason),
+        WriteError::Edit(e) => e,
+    }
+}
+
+/// Replaces the related list of one front-matter file with `entries`, inside the corpus folder
+/// `root` (see [`crate::fsutil::rewrite`] for what is refused and what a concurrent edit does).
 ///
-/// The file is read again first: if its bytes no longer hash to [`Article::content_hash`],
-/// someone edited it after it was read, and it is left alone with the error "changed since it
-/// was read". When the list it holds already equals `entries` as data, nothing is written (no
+/// When the list the file holds already equals `entries` as data, nothing is written (no
 /// byte, no modification time). A file without a `related` key counts as holding an empty list,
 /// so a file is never rewritten only to add `related: []`; a file that had entries and gets
 /// none is written with `related: []`.
+pub fn write_related_in(
+    root: &Path,
+    article: &Article,
+    entries: &[Related],
+) -> Result<WriteOutcome, ReadError> {
+    match write_related_unsettled(root, article, entries)? {
+        None => Ok(WriteOutcome::Unchanged),
+        Some(s) => {
+            let path = article.source.path();
+            fsutil::settle(s, &splice_edit(article, path, entries))
+                .map_err(|e| from_write_error(path, e))?;
+            Ok(WriteOutcome::Changed)
+        }
+    }
+}
+
+/// [`write_related_in`] with the file's own folder as the corpus folder.
 pub fn write_related(article: &Article, entries: &[Related]) -> Result<WriteOutcome, ReadError> {
+    let path = article.source.path();
+    let root = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    write_related_in(root, article, entries)
+}
+
+/// The write of [`write_related_in`], returning the replaced file to settle later.
+fn write_related_unsettled(
+    root: &Path,
+    article: &Article,
+    entries: &[Related],
+) -> Result<Option<fsutil::Settle>, ReadError> {
     let path = match &article.source {
         Source::File(path) => path.as_path(),
         Source::JsonLine { path, line } => {
@@ -141,74 +211,295 @@ pub fn write_related(article: &Article, entries: &[Related]) -> Result<WriteOutc
             ))
         }
     };
-    let bytes = fs::read(path).map_err(|e| ReadError::io(path, e))?;
-    if xxh3_64(&bytes) != article.content_hash {
-        return Err(ReadError::new(path, None, "changed since it was read"));
+    match fsutil::rewrite(path, root, &splice_edit(article, path, entries)) {
+        Ok(Rewritten::Unchanged) => Ok(None),
+        Ok(Rewritten::Changed(s)) => Ok(Some(s)),
+        Err(e) => Err(from_write_error(path, e)),
     }
-    let text = decode(&bytes).map_err(|e| ReadError::parse(path, e))?;
-    let Some(new_text) =
-        splice_related_if_changed(text, entries).map_err(|e| ReadError::parse(path, e))?
-    else {
-        return Ok(WriteOutcome::Unchanged);
-    };
-    write_atomic(path, new_text.as_bytes()).map_err(|e| ReadError::io(path, e))?;
-    Ok(WriteOutcome::Changed)
+}
+
+/// Files written per round before the replaced files are read once more (see
+/// [`fsutil::settle`]): a writer that had one open gets that long to finish its write.
+const SETTLE_ROUND: usize = 256;
+
+/// A list that could not be written, and the articles it leaves unwritten.
+#[derive(Clone, Debug)]
+pub struct WriteFailure {
+    /// Positions in [`Corpus::articles`] whose lists were not written.
+    pub articles: Vec<usize>,
+    pub error: ReadError,
+}
+
+impl Corpus {
+    /// Writes each `(article position, list)` into its file (in parallel for a folder; one
+    /// rewrite of the file for JSON Lines), calling `progress` per list. Returns the failures;
+    /// the other lists are written.
+    pub fn write_lists(
+        &self,
+        lists: &[(usize, Vec<Related>)],
+        progress: &(dyn Fn() + Sync),
+    ) -> Vec<WriteFailure> {
+        match self.format {
+            Format::Folder => {
+                let mut failures = Vec::new();
+                for round in lists.chunks(SETTLE_ROUND) {
+                    let written: Vec<(usize, Result<Option<fsutil::Settle>, ReadError>)> = round
+                        .par_iter()
+                        .map(|(i, list)| {
+                            let r = write_related_unsettled(&self.root, &self.articles[*i], list);
+                            progress();
+                            (*i, r)
+                        })
+                        .collect();
+                    for ((i, result), (_, list)) in written.into_iter().zip(round) {
+                        let article = &self.articles[i];
+                        let path = article.source.path();
+                        let result = result.and_then(|s| match s {
+                            None => Ok(()),
+                            Some(s) => fsutil::settle(s, &splice_edit(article, path, list))
+                                .map_err(|e| from_write_error(path, e)),
+                        });
+                        if let Err(error) = result {
+                            failures.push(WriteFailure {
+                                articles: vec![i],
+                                error,
+                            });
+                        }
+                    }
+                }
+                failures
+            }
+            Format::JsonLines => {
+                let updates: Vec<LineUpdate<'_>> = lists
+                    .iter()
+                    .filter_map(|(i, list)| match &self.articles[*i].source {
+                        Source::JsonLine { line, .. } => Some(LineUpdate {
+                            line: *line,
+                            hash: Some(self.articles[*i].content_hash),
+                            entries: list,
+                        }),
+                        Source::File(_) => None,
+                    })
+                    .collect();
+                let result = write_jsonl_lines(&self.root, &updates);
+                lists.iter().for_each(|_| progress());
+                match result {
+                    Ok(_) => Vec::new(),
+                    Err(error) => vec![WriteFailure {
+                        articles: lists.iter().map(|(i, _)| *i).collect(),
+                        error,
+                    }],
+                }
+            }
+        }
+    }
+}
+
+/// One line's new list, and the hash its content had when it was read (`None`: not checked).
+struct LineUpdate<'a> {
+    line: usize,
+    hash: Option<u64>,
+    entries: &'a [Related],
 }
 
 /// Sets `related` on the given lines (1-based) of a JSON Lines file, and writes the file when any
 /// of them changes.
 ///
-/// A changed line is re-serialised compactly with its keys in their original order (`related`
-/// stays where it was, or comes last when it is new); every other line keeps its bytes. As with
-/// [`write_related`], a missing `related` equals an empty list. When a line is given twice, the
-/// last list wins.
+/// Only the bytes of the `related` value change (or `,"related":[...]` is added before the
+/// closing brace): every other byte of the line, spacing, key order, escapes and duplicate keys
+/// included, is kept, and every other line keeps its bytes. A line with two `related` keys is
+/// refused. As with [`write_related`], a missing `related` equals an empty list. When a line is
+/// given twice, the last list wins.
 pub fn write_jsonl(
     path: &Path,
     updates: &[(usize, Vec<Related>)],
 ) -> Result<WriteOutcome, ReadError> {
-    let bytes = fs::read(path).map_err(|e| ReadError::io(path, e))?;
-    let mut lines: Vec<Vec<u8>> = bytes
-        .split_inclusive(|b| *b == b'\n')
-        .map(<[u8]>::to_vec)
+    let updates: Vec<LineUpdate<'_>> = updates
+        .iter()
+        .map(|(line, entries)| LineUpdate {
+            line: *line,
+            hash: None,
+            entries,
+        })
         .collect();
+    write_jsonl_lines(path, &updates)
+}
+
+fn write_jsonl_lines(path: &Path, updates: &[LineUpdate<'_>]) -> Result<WriteOutcome, ReadError> {
     let mut latest = std::collections::BTreeMap::new();
-    for (line, entries) in updates {
-        latest.insert(*line, entries);
+    for u in updates {
+        latest.insert(u.line, u);
     }
-    let mut changed = false;
-    for (line, entries) in latest {
-        let raw = line
-            .checked_sub(1)
-            .and_then(|index| lines.get(index))
-            .ok_or_else(|| ReadError::new(path, Some(line), "no such line"))?;
-        let (content, ending) = split_line_end(raw);
-        let fail = |reason: String| ReadError::new(path, Some(line), reason);
-        let text = std::str::from_utf8(content).map_err(|_| fail("invalid UTF-8".into()))?;
-        let mut object: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| fail(format!("invalid JSON: {e}")))?;
-        let map = object
-            .as_object_mut()
-            .ok_or_else(|| fail("not a JSON object".into()))?;
-        // A stored list that does not read as entries is replaced, not compared.
-        let stored: Option<Vec<Related>> = map
-            .get("related")
-            .and_then(|value| serde_json::from_value::<Option<Vec<Related>>>(value.clone()).ok())
-            .flatten();
-        if stored.as_deref().unwrap_or_default() == entries.as_slice() {
-            continue;
+    let edit = |bytes: &[u8]| -> Result<Option<Vec<u8>>, ReadError> {
+        let mut lines: Vec<Vec<u8>> = bytes
+            .split_inclusive(|b| *b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect();
+        let mut changed = false;
+        for (&line, update) in &latest {
+            let raw = line
+                .checked_sub(1)
+                .and_then(|index| lines.get(index))
+                .ok_or_else(|| ReadError::new(path, Some(line), "no such line"))?;
+            let (content, ending) = split_line_end(raw);
+            let fail = |reason: String| ReadError::new(path, Some(line), reason);
+            let (bom, content) = match content.strip_prefix(BOM) {
+                Some(rest) if line == 1 => (BOM, rest),
+                _ => (&b""[..], content),
+            };
+            if update.hash.is_some_and(|h| h != xxh3_64(content)) {
+                return Err(fail("changed since it was read".into()));
+            }
+            let text = std::str::from_utf8(content).map_err(|_| fail("invalid UTF-8".into()))?;
+            let Some(new_text) = splice_json_related(text, update.entries).map_err(fail)? else {
+                continue;
+            };
+            let mut new_line = bom.to_vec();
+            new_line.extend_from_slice(new_text.as_bytes());
+            new_line.extend_from_slice(ending);
+            lines[line - 1] = new_line;
+            changed = true;
         }
-        let value = serde_json::to_value(entries).map_err(|e| fail(e.to_string()))?;
-        map.insert("related".to_string(), value);
-        let mut new_line = serde_json::to_vec(&object).map_err(|e| fail(e.to_string()))?;
-        new_line.extend_from_slice(ending);
-        lines[line - 1] = new_line;
-        changed = true;
+        Ok(changed.then(|| lines.concat()))
+    };
+    let root = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match fsutil::rewrite(path, root, &edit) {
+        Ok(Rewritten::Unchanged) => Ok(WriteOutcome::Unchanged),
+        Ok(Rewritten::Changed(s)) => {
+            fsutil::settle(s, &edit).map_err(|e| from_write_error(path, e))?;
+            Ok(WriteOutcome::Changed)
+        }
+        Err(e) => Err(from_write_error(path, e)),
     }
-    if !changed {
-        return Ok(WriteOutcome::Unchanged);
+}
+
+/// A UTF-8 byte-order mark, which some tools put at the start of a JSON Lines file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The top-level members of a JSON object text (known to be valid): each key, decoded, with
+/// the byte span of its value; and the end of the last value (or of `{`).
+fn json_members(text: &str) -> (Vec<(String, std::ops::Range<usize>)>, usize) {
+    let b = text.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let end_of_string = |mut i: usize| {
+        // `i` is just past the opening quote.
+        while b[i] != b'"' {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        i + 1
+    };
+    let end_of_value = |i: usize| match b[i] {
+        b'"' => end_of_string(i + 1),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match b[j] {
+                    b'"' => {
+                        j = end_of_string(j + 1);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return j + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']') && !b[j].is_ascii_whitespace()
+            {
+                j += 1;
+            }
+            j
+        }
+    };
+    let mut members = Vec::new();
+    let mut i = skip_ws(0) + 1; // past `{`
+    let mut last_end = i;
+    loop {
+        i = skip_ws(i);
+        if b[i] == b'}' {
+            return (members, last_end);
+        }
+        let key_end = end_of_string(i + 1);
+        let key: String = serde_json::from_str(&text[i..key_end]).unwrap_or_default();
+        i = skip_ws(key_end) + 1; // past `:`
+        let start = skip_ws(i);
+        let end = end_of_value(start);
+        members.push((key, start..end));
+        last_end = end;
+        i = skip_ws(end);
+        if b[i] == b',' {
+            i += 1;
+        }
     }
-    write_atomic(path, &lines.concat()).map_err(|e| ReadError::io(path, e))?;
-    Ok(WriteOutcome::Changed)
+}
+
+/// `line` (one JSON object) with its `related` value replaced by `entries`, or `None` when it
+/// already holds them. Every other byte is kept; the result is checked to read back the same
+/// apart from `related`.
+fn splice_json_related(line: &str, entries: &[Related]) -> Result<Option<String>, String> {
+    let old: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    if !old.is_object() {
+        return Err("not a JSON object".into());
+    }
+    let (members, last_end) = json_members(line);
+    let related: Vec<&std::ops::Range<usize>> = members
+        .iter()
+        .filter(|(k, _)| k == "related")
+        .map(|(_, span)| span)
+        .collect();
+    if related.len() > 1 {
+        return Err("the key \"related\" appears more than once; left as it is".into());
+    }
+    // A stored list that does not read as entries is replaced, not compared.
+    let stored: Option<Vec<Related>> = old
+        .get("related")
+        .and_then(|value| serde_json::from_value::<Option<Vec<Related>>>(value.clone()).ok())
+        .flatten();
+    if stored.as_deref().unwrap_or_default() == entries {
+        return Ok(None);
+    }
+    let value = serde_json::to_string(entries).map_err(|e| e.to_string())?;
+    let new = match related.first() {
+        Some(span) => format!("{}{value}{}", &line[..span.start], &line[span.end..]),
+        None => {
+            let comma = if members.is_empty() { "" } else { "," };
+            format!(
+                "{}{comma}\"related\":{value}{}",
+                &line[..last_end],
+                &line[last_end..]
+            )
+        }
+    };
+    let mut back: serde_json::Value =
+        serde_json::from_str(&new).map_err(|e| format!("rewritten line does not parse: {e}"))?;
+    let mut before = old;
+    for v in [&mut back, &mut before] {
+        if let Some(map) = v.as_object_mut() {
+            map.shift_remove("related");
+        }
+    }
+    if back != before {
+        return Err("rewriting the list would change another field; left as it is".into());
+    }
+    Ok(Some(new))
 }
 
 fn article_from_bytes(path: &Path, bytes: &[u8]) -> Result<Article, ReadError> {
@@ -240,10 +531,20 @@ fn split_line_end(raw: &[u8]) -> (&[u8], &[u8]) {
 }
 
 fn read_folder(root: &Path) -> Result<Corpus, ReadError> {
-    let mut paths = Vec::new();
-    let mut errors = Vec::new();
+    let mut walk = Walk {
+        root: fs::canonicalize(root).map_err(|e| ReadError::io(root, e))?,
+        paths: Vec::new(),
+        errors: Vec::new(),
+        stale_temps: Vec::new(),
+    };
     let entries = fs::read_dir(root).map_err(|e| ReadError::io(root, e))?;
-    collect_files(entries, root, &mut paths, &mut errors);
+    walk.collect(entries, root);
+    let Walk {
+        mut paths,
+        errors,
+        stale_temps,
+        ..
+    } = walk;
     paths.sort();
     let results: Vec<(PathBuf, Result<Article, ReadError>)> = paths
         .into_par_iter()
@@ -270,42 +571,65 @@ fn read_folder(root: &Path) -> Result<Corpus, ReadError> {
         format: Format::Folder,
         articles,
         errors: failed.into_iter().map(|(_, error)| error).collect(),
+        stale_temps,
     })
 }
 
-fn collect_files(
-    entries: fs::ReadDir,
-    dir: &Path,
-    paths: &mut Vec<PathBuf>,
-    errors: &mut Vec<ReadError>,
-) {
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                errors.push(ReadError::io(dir, e));
+/// What a folder walk finds.
+struct Walk {
+    /// The corpus folder, canonical.
+    root: PathBuf,
+    paths: Vec<PathBuf>,
+    errors: Vec<ReadError>,
+    stale_temps: Vec<PathBuf>,
+}
+
+impl Walk {
+    /// Collects the article files below `dir`. Symbolic links: a link to a folder is not
+    /// followed; a link to a file inside the corpus folder is skipped (the file is read under its
+    /// own name, once); a link to a file outside it is read, and its article is recommended like
+    /// any other, but its file is never written (relink writes only inside the folder).
+    fn collect(&mut self, entries: fs::ReadDir, dir: &Path) {
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.errors.push(ReadError::io(dir, e));
+                    continue;
+                }
+            };
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                if name.starts_with(fsutil::TEMP_PREFIX) {
+                    self.stale_temps.push(path);
+                }
                 continue;
             }
-        };
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        let kind = match entry.file_type() {
-            Ok(kind) => kind,
-            Err(e) => {
-                errors.push(ReadError::io(&path, e));
+            let kind = match entry.file_type() {
+                Ok(kind) => kind,
+                Err(e) => {
+                    self.errors.push(ReadError::io(&path, e));
+                    continue;
+                }
+            };
+            if kind.is_dir() {
+                match fs::read_dir(&path) {
+                    Ok(inner) => self.collect(inner, &path),
+                    Err(e) => self.errors.push(ReadError::io(&path, e)),
+                }
+            } else if !is_article_file(&path) {
                 continue;
+            } else if kind.is_file() {
+                self.paths.push(path);
+            } else if kind.is_symlink() {
+                match fs::canonicalize(&path) {
+                    Ok(target) if target.starts_with(&self.root) => {}
+                    Ok(target) if target.is_file() => self.paths.push(path),
+                    _ => {}
+                }
             }
-        };
-        if kind.is_dir() {
-            match fs::read_dir(&path) {
-                Ok(inner) => collect_files(inner, &path, paths, errors),
-                Err(e) => errors.push(ReadError::io(&path, e)),
-            }
-        } else if (kind.is_file() || kind.is_symlink() && path.is_file()) && is_article_file(&path)
-        {
-            paths.push(path);
         }
     }
 }
@@ -316,8 +640,9 @@ fn is_article_file(path: &Path) -> bool {
 }
 
 fn read_jsonl(path: &Path) -> Result<Corpus, ReadError> {
-    let bytes = fs::read(path).map_err(|e| ReadError::io(path, e))?;
-    let lines: Vec<(usize, &[u8])> = bytes
+    let bytes = read_regular(path).map_err(|e| ReadError::io(path, e))?;
+    let body = bytes.strip_prefix(BOM).unwrap_or(&bytes);
+    let lines: Vec<(usize, &[u8])> = body
         .split(|b| *b == b'\n')
         .enumerate()
         .map(|(index, raw)| (index + 1, raw.strip_suffix(b"\r").unwrap_or(raw)))
@@ -341,6 +666,7 @@ fn read_jsonl(path: &Path) -> Result<Corpus, ReadError> {
         format: Format::JsonLines,
         articles,
         errors,
+        stale_temps: fsutil::stale_temps_in(path.parent().unwrap_or(Path::new("."))),
     })
 }
 
@@ -354,33 +680,6 @@ fn split_results(results: Vec<Result<Article, ReadError>>) -> (Vec<Article>, Vec
         }
     }
     (articles, errors)
-}
-
-/// Writes `contents` to `path` through a temporary file in the same folder and a rename, so the
-/// file is never seen half-written and a crash leaves either version whole. The folder is not
-/// synced after the rename: a crash may then keep the old version, which the next run rewrites,
-/// and syncing would double the cost of every write. An existing file's permissions are kept; a
-/// symbolic link is written through, not replaced.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let target = match fs::canonicalize(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
-        Err(e) => return Err(e),
-    };
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let permissions = fs::metadata(&target).ok().map(|m| m.permissions());
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(contents)?;
-    temp.flush()?;
-    temp.as_file().sync_all()?;
-    if let Some(permissions) = permissions {
-        temp.as_file().set_permissions(permissions)?;
-    }
-    temp.persist(&target).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

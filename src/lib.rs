@@ -11,7 +11,8 @@
 //! - [`rank`]: similarity, publication time and provider quality to a diverse top k.
 //! - [`engine`] ties them together; [`refresh`] writes the lists; [`eval`] and [`report`]
 //!   measure them against reference lists.
-//! - [`config`]: `relink.toml`; [`alloc`]: the allocator tuning libtorch needs.
+//! - [`config`]: `relink.toml`; [`alloc`]: the allocator tuning libtorch needs; [`fsutil`]:
+//!   regular files only, rewrites that keep owner, mode and concurrent edits, folder locks.
 
 pub mod alloc;
 pub mod article;
@@ -21,6 +22,7 @@ pub mod corpus;
 pub mod embed;
 pub mod engine;
 pub mod eval;
+pub mod fsutil;
 pub mod index;
 pub mod lexical;
 pub mod rank;

@@ -6,13 +6,16 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::article::{Article, Related, Source};
-use crate::corpus::{self, Format, ReadError, WriteOutcome};
+use crate::corpus::ReadError;
 use crate::engine::{progress_bar, Engine};
 use crate::rank::{normalize_title, normalize_url, RankOptions, Scored};
 
 /// What happened to one article's list.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Change {
+    /// The article's position in the corpus.
+    #[serde(skip)]
+    pub article: usize,
     /// The file (and line, for JSON Lines).
     pub file: String,
     /// Titles that enter the list.
@@ -127,54 +130,22 @@ pub fn refresh(
         if old == list.as_slice() {
             report.unchanged += 1;
         } else {
-            report.changes.push(diff(article, old, &list));
+            report.changes.push(diff(i, article, old, &list));
             to_write.push((i, list));
         }
     }
     if dry_run {
         return report;
     }
-    match engine.corpus.format {
-        Format::Folder => {
-            let bar = progress_bar(to_write.len(), "write", show_progress);
-            let results: Vec<Result<WriteOutcome, ReadError>> = to_write
-                .par_iter()
-                .map(|(i, list)| {
-                    let r = corpus::write_related(&engine.corpus.articles[*i], list);
-                    bar.inc(1);
-                    r
-                })
-                .collect();
-            bar.finish_and_clear();
-            for r in results {
-                if let Err(e) = r {
-                    report.write_errors.push(e);
-                }
-            }
-        }
-        Format::JsonLines => {
-            let updates: Vec<(usize, Vec<Related>)> = to_write
-                .into_iter()
-                .filter_map(|(i, list)| match &engine.corpus.articles[i].source {
-                    Source::JsonLine { line, .. } => Some((*line, list)),
-                    Source::File(_) => None,
-                })
-                .collect();
-            if let Err(e) = corpus::write_jsonl(&engine.corpus.root, &updates) {
-                report.write_errors.push(e);
-            }
-        }
-    }
-    if !report.write_errors.is_empty() {
-        let failed: HashSet<String> = report
-            .write_errors
-            .iter()
-            .map(|e| e.path.display().to_string())
-            .collect();
-        report
-            .changes
-            .retain(|c| !failed.contains(c.file.split(':').next().unwrap_or("")));
-    }
+    let bar = progress_bar(to_write.len(), "write", show_progress);
+    let failures = engine.corpus.write_lists(&to_write, &|| bar.inc(1));
+    bar.finish_and_clear();
+    let failed: HashSet<usize> = failures
+        .iter()
+        .flat_map(|f| f.articles.iter().copied())
+        .collect();
+    report.changes.retain(|c| !failed.contains(&c.article));
+    report.write_errors = failures.into_iter().map(|f| f.error).collect();
     report
 }
 
@@ -187,10 +158,11 @@ fn entry_id(r: &Related) -> String {
 }
 
 /// Which entries enter and leave an article's list.
-pub fn diff(article: &Article, old: &[Related], new: &[Related]) -> Change {
+pub fn diff(index: usize, article: &Article, old: &[Related], new: &[Related]) -> Change {
     let old_ids: Vec<String> = old.iter().map(entry_id).collect();
     let new_ids: Vec<String> = new.iter().map(entry_id).collect();
     Change {
+        article: index,
         file: article.display_path(),
         added: new
             .iter()

@@ -527,7 +527,7 @@ fn json_lines_round_trip() {
     }
     assert_eq!(
         new_lines[1],
-        r#"{"quality":7,"title":"Two","provider":{"name":"Forbes","domain":"forbes.com"},"related":[{"title":"One","publishedDateTime":"2021-05-10T07:01:00Z","quality":39,"images":[{"url":"https://i/","width":10}]}]}"#
+        r#"{"quality": 7, "title": "Two", "provider": {"name": "Forbes", "domain": "forbes.com"},"related":[{"title":"One","publishedDateTime":"2021-05-10T07:01:00Z","quality":39,"images":[{"url":"https://i/","width":10}]}]}"#
     );
     let again = read_corpus(&path).unwrap();
     assert_eq!(again.articles[1].related, Some(vec![entry.clone()]));

@@ -1,0 +1,550 @@
+//! The file system as relink touches it: reading only regular files, rewriting a user's file
+//! without losing a concurrent edit, its owner or its mode, never writing outside the corpus
+//! folder, and one writer at a time per folder.
+//!
+//! Every write into a corpus goes through [`rewrite`]: the new bytes go to a temporary file
+//! beside the old one (named [`TEMP_PREFIX`]..., so a later run can tell its own leftovers from
+//! anyone else's files), which gets the old file's owner, group and mode and is then renamed over
+//! it. Just before the rename the old file is read again; if someone wrote to it since it was
+//! read, the edit is made again on the new text. Just after the rename, and once more a moment
+//! later ([`Settle`]), the old file is read again through the descriptor kept open: a writer that
+//! had it open across the rename wrote into the replaced file, and that text is carried into the
+//! new one. What is left is the window of a writer that keeps the file open longer than that and
+//! writes later, which no rename-based writer (editors included) can close.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Name prefix of every temporary file relink creates; leftovers of a killed run carry it.
+pub const TEMP_PREFIX: &str = ".relink-tmp-";
+
+/// How often a rewrite starts over because the file kept changing under it.
+const MAX_TRIES: usize = 4;
+
+/// Opens `path` for reading only if it is a regular file. A FIFO, socket or device would block
+/// a plain `open` or `read` for ever; here they are refused at once.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            if meta.is_dir() {
+                "a folder, not a file"
+            } else {
+                "not a regular file (a FIFO, socket or device)"
+            },
+        ));
+    }
+    // Back to blocking reads: O_NONBLOCK only served to make the open itself safe.
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(file)
+}
+
+/// The bytes of a regular file (see [`open_regular`]).
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = open_regular(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The text of a regular file (see [`open_regular`]).
+pub fn read_regular_string(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_regular(path)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not valid UTF-8"))
+}
+
+/// Whole contents of an open file, read from its start.
+fn read_all_at(file: &File) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut out = Vec::with_capacity(file.metadata()?.len() as usize + 64);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    loop {
+        let n = file.read_at(&mut buf, offset)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+        offset += n as u64;
+    }
+}
+
+/// Why a file was not rewritten.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError<E> {
+    /// The operating system said no.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// relink will not write this file (outside the folder, not writable, hard links...).
+    #[error("{0}")]
+    Refused(String),
+    /// The edit function refused the file's current text.
+    #[error("{0}")]
+    Edit(E),
+}
+
+/// Where `path` really is, provided that is inside `root`. A symbolic link that leads out of
+/// the corpus folder (or anything else that resolves there) is refused, so relink never
+/// writes, nor creates a temporary file, outside the folder it was given.
+pub fn resolve_inside(path: &Path, root: &Path) -> io::Result<Result<PathBuf, String>> {
+    let root = fs::canonicalize(root)?;
+    let root_dir = if root.is_dir() {
+        root
+    } else {
+        root.parent().map(Path::to_path_buf).unwrap_or(root)
+    };
+    let target = fs::canonicalize(path)?;
+    if target.starts_with(&root_dir) {
+        Ok(Ok(target))
+    } else {
+        Ok(Err(format!(
+            "a symbolic link to {}, outside {}; relink never writes outside the corpus folder",
+            target.display(),
+            root_dir.display()
+        )))
+    }
+}
+
+/// The checks made before a file is replaced. Returns a reason to refuse.
+fn refuse_reason(path: &Path, meta: &fs::Metadata) -> Option<String> {
+    if !meta.file_type().is_file() {
+        return Some("not a regular file".into());
+    }
+    if meta.nlink() > 1 {
+        return Some(format!(
+            "has {} hard links; replacing it would leave the other names with the old text",
+            meta.nlink()
+        ));
+    }
+    // Would this user be allowed to write the file itself? A rename in a writable folder could
+    // replace it anyway; relink does not.
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: a valid C string; faccessat only reads it.
+    let writable =
+        unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } == 0;
+    if !writable {
+        return Some(format!(
+            "permission denied: the file (mode {:04o}, owner uid {}) is not writable by this user",
+            meta.mode() & 0o7777,
+            meta.uid()
+        ));
+    }
+    None
+}
+
+/// Gives `temp` the owner, group and mode of the file it replaces, or says why it cannot.
+fn copy_owner_and_mode(temp: &File, meta: &fs::Metadata) -> Result<(), String> {
+    let now = temp.metadata().map_err(|e| e.to_string())?;
+    if now.uid() != meta.uid() || now.gid() != meta.gid() {
+        // SAFETY: fchown on a descriptor we own.
+        let r = unsafe { libc::fchown(temp.as_raw_fd(), meta.uid(), meta.gid()) };
+        if r != 0 {
+            return Err(format!(
+                "owned by uid {} gid {}, which this user cannot give a new file; rewriting it would change its owner",
+                meta.uid(),
+                meta.gid()
+            ));
+        }
+    }
+    // After the chown: changing the owner clears set-id bits.
+    temp.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(|e| e.to_string())
+}
+
+/// A temporary file beside `target` holding `bytes`, synced, with the owner and mode of `meta`.
+fn write_temp(
+    target: &Path,
+    bytes: &[u8],
+    meta: &fs::Metadata,
+) -> Result<tempfile::NamedTempFile, WriteError<std::convert::Infallible>> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.flush()?;
+    copy_owner_and_mode(temp.as_file(), meta).map_err(WriteError::Refused)?;
+    temp.as_file().sync_all()?;
+    Ok(temp)
+}
+
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+fn widen<E>(e: WriteError<std::convert::Infallible>) -> WriteError<E> {
+    match e {
+        WriteError::Io(e) => WriteError::Io(e),
+        WriteError::Refused(r) => WriteError::Refused(r),
+        WriteError::Edit(never) => match never {},
+    }
+}
+
+/// A file just replaced: the old one, still open, to be read once more a moment later by
+/// [`settle`], in case a writer that had it open wrote into it after the rename.
+pub struct Settle {
+    target: PathBuf,
+    old: File,
+    /// The old file's bytes when it was replaced.
+    old_bytes: Vec<u8>,
+    /// What was written in its place.
+    written: Vec<u8>,
+}
+
+/// What a [`rewrite`] did.
+pub enum Rewritten {
+    /// The edit left the bytes as they were; nothing was written.
+    Unchanged,
+    /// The file was replaced; [`settle`] it after a moment.
+    Changed(Settle),
+}
+
+/// Replaces the file at `path` (inside `root`) with `edit(its bytes)`, keeping its owner, group
+/// and mode. `edit` returns `Ok(None)` when nothing needs writing, and is called again on the
+/// new text whenever the file changes during the rewrite; it refuses a text it cannot edit
+/// with `Err`.
+///
+/// Refused without writing: a path that resolves outside `root`, anything but a regular file,
+/// a file with other hard links, and a file this user could not write in place.
+pub fn rewrite<E>(
+    path: &Path,
+    root: &Path,
+    edit: &dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, E>,
+) -> Result<Rewritten, WriteError<E>> {
+    let target = resolve_inside(path, root)?.map_err(WriteError::Refused)?;
+    let file = open_regular(&target)?;
+    let on_disk = read_all_at(&file)?;
+    let source = on_disk.clone();
+    rewrite_from(&target, file, on_disk, source, edit)
+}
+
+/// The rewrite loop. `file` is what `target` holds now, `on_disk` its bytes, and `source` the
+/// text to edit (the same bytes, unless text written into a replaced file is being carried
+/// over).
+fn rewrite_from<E>(
+    target: &Path,
+    mut file: File,
+    mut on_disk: Vec<u8>,
+    mut source: Vec<u8>,
+    edit: &dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, E>,
+) -> Result<Rewritten, WriteError<E>> {
+    let mut changed: Option<Settle> = None;
+    for _ in 0..MAX_TRIES {
+        let meta = file.metadata()?;
+        if let Some(reason) = refuse_reason(target, &meta) {
+            return Err(WriteError::Refused(reason));
+        }
+        let new = edit(&source)
+            .map_err(WriteError::Edit)?
+            .unwrap_or_else(|| source.clone());
+        if new == on_disk {
+            return Ok(changed.map_or(Rewritten::Unchanged, Rewritten::Changed));
+        }
+        let temp = write_temp(target, &new, &meta).map_err(widen)?;
+        // The last look before the rename: the same file, with the same bytes?
+        let now = read_all_at(&file)?;
+        let still_there = fs::symlink_metadata(target).is_ok_and(|m| same_file(&m, &meta));
+        if now != on_disk || !still_there {
+            drop(temp);
+            if !still_there {
+                file = open_regular(target)?;
+            }
+            on_disk = read_all_at(&file)?;
+            source = on_disk.clone();
+            continue;
+        }
+        temp.persist(target).map_err(|e| WriteError::Io(e.error))?;
+        let settle = Settle {
+            target: target.to_path_buf(),
+            old: file,
+            old_bytes: on_disk,
+            written: new,
+        };
+        // Straight after the rename: did anyone write into the old file meanwhile?
+        let after = read_all_at(&settle.old)?;
+        if after == settle.old_bytes {
+            return Ok(Rewritten::Changed(settle));
+        }
+        file = open_regular(target)?;
+        on_disk = settle.written;
+        source = after;
+        changed = Some(Settle {
+            target: settle.target,
+            old: file.try_clone()?,
+            old_bytes: on_disk.clone(),
+            written: on_disk.clone(),
+        });
+    }
+    Err(WriteError::Refused(
+        "kept changing while relink wrote it; left as it is now".into(),
+    ))
+}
+
+/// Reads a replaced file once more; text written into it after the rename is carried into the
+/// file now at its path (edited again by `edit`).
+pub fn settle<E>(
+    s: Settle,
+    edit: &dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, E>,
+) -> Result<(), WriteError<E>> {
+    let after = read_all_at(&s.old)?;
+    if after == s.old_bytes {
+        return Ok(());
+    }
+    let file = open_regular(&s.target)?;
+    let on_disk = read_all_at(&file)?;
+    if on_disk != s.written {
+        // Both the old file and the new one were written to: keep the new one as it is and say so.
+        return Err(WriteError::Refused(
+            "edited twice while relink wrote it (once in the replaced file); the replaced text is lost".into(),
+        ));
+    }
+    match rewrite_from(&s.target, file, on_disk, after, edit)? {
+        Rewritten::Unchanged => Ok(()),
+        Rewritten::Changed(next) => settle(next, edit),
+    }
+}
+
+/// Writes a file relink owns (state, reports) through a temporary file and a rename. A new file
+/// gets the mode the umask gives, as any other program's output; an existing one keeps its mode.
+pub fn write_new(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    temp.write_all(contents)?;
+    temp.flush()?;
+    let mode = match fs::metadata(path) {
+        Ok(m) => m.mode() & 0o7777,
+        Err(_) => 0o666 & !umask(),
+    };
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The process's umask (read by setting it and setting it back).
+fn umask() -> u32 {
+    // SAFETY: umask cannot fail; the value is restored at once.
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old);
+        old as u32
+    }
+}
+
+/// relink's own temporary files directly in `dir` (by their [`TEMP_PREFIX`]).
+pub fn stale_temps_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Removes temporary files a killed run left (found by [`stale_temps_in`] or a corpus walk);
+/// returns how many were removed. Call it with the folder's lock held, so that no running relink
+/// is still writing them.
+pub fn remove_stale_temps(files: &[PathBuf]) -> usize {
+    files
+        .iter()
+        .filter(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX))
+                && fs::remove_file(f).is_ok()
+        })
+        .count()
+}
+
+/// An advisory lock on a folder (`<dir>/lock`, held with `flock`), so that one relink at a time
+/// writes a corpus and its state. The lock ends with the process, however it ends.
+pub struct FolderLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// What another process holding the lock wrote about itself.
+pub fn lock_holder(path: &Path) -> String {
+    read_regular_string(path)
+        .ok()
+        .map(|t| t.trim().replace('\n', ", "))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "another process".into())
+}
+
+impl FolderLock {
+    /// Takes the lock in `dir` (created if needed). When another process holds it: with `wait`,
+    /// `waiting(holder)` is called once and the lock is awaited; without, `Err(holder)`.
+    pub fn acquire(
+        dir: &Path,
+        what: &str,
+        wait: bool,
+        waiting: &mut dyn FnMut(&str),
+    ) -> io::Result<Result<FolderLock, String>> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join("lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path)?;
+        if !file.metadata()?.file_type().is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a regular file", path.display()),
+            ));
+        }
+        let fd = file.as_raw_fd();
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(err);
+            }
+            let holder = lock_holder(&path);
+            if !wait {
+                return Ok(Err(holder));
+            }
+            waiting(&holder);
+            // SAFETY: as above; this call blocks until the holder is done.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let started = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+        let info = format!("pid {}\n{what}\nsince {started}\n", std::process::id());
+        file.set_len(0)?;
+        (&file).write_all(info.as_bytes())?;
+        Ok(Ok(FolderLock { _file: file, path }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edit_upper(b: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(b.to_ascii_uppercase()))
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f.md");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let err = read_regular(&fifo).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(read_regular(dir.path()).is_err());
+    }
+
+    #[test]
+    fn rewrite_keeps_mode_and_refuses_links_out_and_hard_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("corpus");
+        fs::create_dir(&root).unwrap();
+        let a = root.join("a.md");
+        fs::write(&a, "abc").unwrap();
+        fs::set_permissions(&a, fs::Permissions::from_mode(0o604)).unwrap();
+        let Rewritten::Changed(s) = rewrite(&a, &root, &edit_upper).unwrap() else {
+            panic!("not written")
+        };
+        settle(s, &edit_upper).unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"ABC");
+        assert_eq!(fs::metadata(&a).unwrap().mode() & 0o7777, 0o604);
+
+        let outside = dir.path().join("outside.md");
+        fs::write(&outside, "out").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link.md")).unwrap();
+        let err = rewrite(&root.join("link.md"), &root, &edit_upper)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("outside"), "{err}");
+        assert_eq!(fs::read(&outside).unwrap(), b"out");
+
+        fs::hard_link(&a, root.join("b.md")).unwrap();
+        let err = rewrite(&a, &root, &edit_upper).err().unwrap();
+        assert!(err.to_string().contains("2 hard links"), "{err}");
+        let leftovers = fs::read_dir(&root)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(TEMP_PREFIX)
+            })
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn text_written_into_the_replaced_file_is_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.md");
+        fs::write(&a, "abc\n").unwrap();
+        // A writer that opened the file before the rename and writes after it.
+        let mut late = OpenOptions::new().append(true).open(&a).unwrap();
+        let Rewritten::Changed(s) = rewrite(&a, dir.path(), &edit_upper).unwrap() else {
+            panic!("not written")
+        };
+        late.write_all(b"late\n").unwrap();
+        settle(s, &edit_upper).unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"ABC\nLATE\n");
+    }
+
+    #[test]
+    fn stale_temps_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(format!("{TEMP_PREFIX}x1")), "").unwrap();
+        fs::write(dir.path().join(".tmpABCDEF"), "").unwrap();
+        assert_eq!(remove_stale_temps(&stale_temps_in(dir.path())), 1);
+        assert!(dir.path().join(".tmpABCDEF").exists());
+    }
+
+    #[test]
+    fn a_second_lock_is_refused_and_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = FolderLock::acquire(dir.path(), "relink refresh", true, &mut |_| {})
+            .unwrap()
+            .unwrap();
+        // flock locks belong to the open file description: a second open is a second holder.
+        let holder = FolderLock::acquire(dir.path(), "relink eval", false, &mut |_| {})
+            .unwrap()
+            .err()
+            .unwrap();
+        assert!(
+            holder.contains(&format!("pid {}", std::process::id())),
+            "{holder}"
+        );
+        assert!(holder.contains("relink refresh"), "{holder}");
+    }
+}
