@@ -155,14 +155,14 @@ impl VectorIndex {
             );
         }
         let id = format!(
-            "relink-hnsw 1 {identity:032x} {} {} {} {}\n",
+            "relink-hnsw 2 {identity:032x} {} {} {} {}\n",
             vectors.nrows(),
             vectors.ncols(),
             params.m,
             params.ef_construction
         );
         let id_path = dir.join("index.id");
-        if std::fs::read_to_string(&id_path).ok().as_deref() == Some(id.as_str()) {
+        if dump_is_intact(dir, &id_path, &id) {
             if let Some(hnsw) = load_hnsw(dir) {
                 if hnsw.get_nb_point() == vectors.nrows() {
                     return (
@@ -283,20 +283,51 @@ fn load_hnsw(dir: &Path) -> Option<Hnsw<'static, f32, UnitCosine>> {
         return None;
     }
     // A damaged file is expected here, not a bug: keep the panic message off the terminal.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let loaded = std::panic::catch_unwind(|| {
+    let loaded = crate::embed::catch_quietly(|| {
         // The loaded graph borrows its loader for its whole life; one small loader per process
         // is leaked to give it that life.
         let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, "index")));
         io.load_hnsw::<f32, UnitCosine>().ok()
     });
-    std::panic::set_hook(hook);
-    loaded.ok().flatten()
+    loaded.flatten()
 }
 
-/// Dumps the graph into `dir` and then writes its identity, so a dump cut short by a kill is
-/// never taken for a complete one (the identity is removed first and written last).
+/// The files of a graph dump, as named in `index.id`.
+const DUMP_FILES: [&str; 2] = ["index.hnsw.graph", "index.hnsw.data"];
+
+/// Size and xxh3 of a dump file, as `index.id` records them.
+fn dump_file_line(dir: &Path, name: &str) -> Option<String> {
+    let bytes = crate::fsutil::read_regular(&dir.join(name)).ok()?;
+    Some(format!(
+        "{name} {} {:016x}\n",
+        bytes.len(),
+        xxhash_rust::xxh3::xxh3_64(&bytes)
+    ))
+}
+
+/// Whether `index.id` names the graph wanted (`id`) and the dump files still have the sizes and
+/// checksums recorded when they were written. hnsw_rs trusts the counts in its files (a damaged
+/// count once made it ask for petabytes and abort), so nothing reaches it unchecked.
+fn dump_is_intact(dir: &Path, id_path: &Path, id: &str) -> bool {
+    let Ok(recorded) = crate::fsutil::read_regular_string(id_path) else {
+        return false;
+    };
+    let Some(files) = recorded.strip_prefix(id) else {
+        return false;
+    };
+    let mut expected = String::new();
+    for name in DUMP_FILES {
+        match dump_file_line(dir, name) {
+            Some(line) => expected.push_str(&line),
+            None => return false,
+        }
+    }
+    files == expected
+}
+
+/// Dumps the graph into `dir` and then writes its identity with the dump files' sizes and
+/// checksums, so a dump cut short by a kill or damaged later is never loaded (the identity is
+/// removed first and written last).
 fn save_hnsw(hnsw: &Hnsw<'static, f32, UnitCosine>, dir: &Path, id_path: &Path, id: &str) {
     use hnsw_rs::api::AnnT;
     let _ = std::fs::remove_file(id_path);
@@ -306,7 +337,14 @@ fn save_hnsw(hnsw: &Hnsw<'static, f32, UnitCosine>, dir: &Path, id_path: &Path, 
     // A failed dump only costs the next run a rebuild.
     if let Ok(name) = hnsw.file_dump(dir, "index") {
         if name == "index" {
-            let _ = crate::corpus::write_atomic(id_path, id.as_bytes());
+            let mut record = id.to_string();
+            for file in DUMP_FILES {
+                match dump_file_line(dir, file) {
+                    Some(line) => record.push_str(&line),
+                    None => return,
+                }
+            }
+            let _ = crate::fsutil::write_new(id_path, record.as_bytes());
         }
     }
 }
