@@ -14,8 +14,9 @@
 //! replaced by an empty cache for the current model.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayView1;
@@ -31,6 +32,12 @@ pub enum CacheError {
     Io {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("{path}: the model gives {got}-d vectors, the cache holds {expected}-d ones")]
+    Dimension {
+        path: PathBuf,
+        expected: usize,
+        got: usize,
     },
 }
 
@@ -77,7 +84,7 @@ impl EmbeddingCache {
             vectors: HashMap::new(),
             pending: Vec::new(),
         };
-        let bytes = match std::fs::read(&path) {
+        let bytes = match crate::fsutil::read_regular(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((cache, Opened::New)),
             Err(source) => return Err(CacheError::Io { path, source }),
@@ -130,12 +137,37 @@ impl EmbeddingCache {
         self.vectors.get(&key).map(|v| v.as_slice())
     }
 
-    /// Adds a vector; it reaches the disk at the next [`flush`](Self::flush).
-    pub fn insert(&mut self, key: u128, vector: ArrayView1<f32>) {
-        assert_eq!(vector.len(), self.dim, "vector of the wrong dimension");
+    /// Adds a vector; it reaches the disk at the next [`flush`](Self::flush). A vector of
+    /// another width than the cache's is refused.
+    pub fn insert(&mut self, key: u128, vector: ArrayView1<f32>) -> Result<(), CacheError> {
+        if vector.len() != self.dim {
+            return Err(CacheError::Dimension {
+                path: self.path.clone(),
+                expected: self.dim,
+                got: vector.len(),
+            });
+        }
         if self.vectors.insert(key, vector.to_vec()).is_none() {
             self.pending.push(key);
         }
+        Ok(())
+    }
+
+    /// Makes sure the cache file can be written, before any work is spent on vectors that
+    /// could not be kept: creates it (with its header) when missing.
+    pub fn ensure_writable(&mut self) -> Result<(), CacheError> {
+        if !self.path.exists() {
+            return self.rewrite();
+        }
+        OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.path)
+            .map(drop)
+            .map_err(|source| CacheError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Appends the pending vectors to the file and syncs it.
@@ -211,7 +243,10 @@ impl EmbeddingCache {
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(crate::fsutil::TEMP_PREFIX)
+            .tempfile_in(dir)
+            .map_err(io)?;
         {
             let mut w = BufWriter::new(tmp.as_file());
             w.write_all(&self.header()).map_err(io)?;
@@ -250,7 +285,7 @@ fn describe_header(bytes: &[u8]) -> String {
 
 /// Reads a cache file's model id without loading it (for `relink` status messages).
 pub fn peek_model_id(dir: &Path) -> Option<String> {
-    let mut f = File::open(dir.join(FILE_NAME)).ok()?;
+    let mut f = crate::fsutil::open_regular(&dir.join(FILE_NAME)).ok()?;
     let mut head = [0u8; 20];
     f.read_exact(&mut head).ok()?;
     if &head[..8] != MAGIC {
@@ -272,9 +307,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut c, opened) = EmbeddingCache::open(dir.path(), "m1", 3).unwrap();
         assert_eq!(opened, Opened::New);
-        c.insert(text_key("a"), arr1(&[1.0, 0.0, 0.0]).view());
+        c.insert(text_key("a"), arr1(&[1.0, 0.0, 0.0]).view())
+            .unwrap();
         c.flush().unwrap();
-        c.insert(text_key("b"), arr1(&[0.0, 1.0, 0.0]).view());
+        c.insert(text_key("b"), arr1(&[0.0, 1.0, 0.0]).view())
+            .unwrap();
         c.flush().unwrap();
         let (c, opened) = EmbeddingCache::open(dir.path(), "m1", 3).unwrap();
         assert_eq!(opened, Opened::Loaded(2));
@@ -286,7 +323,8 @@ mod tests {
     fn another_model_is_never_misread() {
         let dir = tempfile::tempdir().unwrap();
         let (mut c, _) = EmbeddingCache::open(dir.path(), "m1", 3).unwrap();
-        c.insert(text_key("a"), arr1(&[1.0, 0.0, 0.0]).view());
+        c.insert(text_key("a"), arr1(&[1.0, 0.0, 0.0]).view())
+            .unwrap();
         c.flush().unwrap();
         let (c, opened) = EmbeddingCache::open(dir.path(), "m2", 3).unwrap();
         assert_eq!(opened, Opened::Replaced("vectors of model m1".into()));
@@ -315,8 +353,10 @@ mod tests {
     fn a_torn_tail_is_dropped_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (mut c, _) = EmbeddingCache::open(dir.path(), "m1", 3).unwrap();
-        c.insert(text_key("a"), arr1(&[1.0, 0.0, 0.0]).view());
-        c.insert(text_key("b"), arr1(&[0.0, 1.0, 0.0]).view());
+        c.insert(text_key("a"), arr1(&[1.0, 0.0, 0.0]).view())
+            .unwrap();
+        c.insert(text_key("b"), arr1(&[0.0, 1.0, 0.0]).view())
+            .unwrap();
         c.flush().unwrap();
         // A run killed half-way through appending a record.
         let path = dir.path().join(FILE_NAME);
@@ -334,9 +374,11 @@ mod tests {
     fn a_corrupted_record_stops_the_load_there() {
         let dir = tempfile::tempdir().unwrap();
         let (mut c, _) = EmbeddingCache::open(dir.path(), "m1", 3).unwrap();
-        c.insert(text_key("a"), arr1(&[1.0, 0.0, 0.0]).view());
+        c.insert(text_key("a"), arr1(&[1.0, 0.0, 0.0]).view())
+            .unwrap();
         c.flush().unwrap();
-        c.insert(text_key("b"), arr1(&[0.0, 1.0, 0.0]).view());
+        c.insert(text_key("b"), arr1(&[0.0, 1.0, 0.0]).view())
+            .unwrap();
         c.flush().unwrap();
         let path = dir.path().join(FILE_NAME);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -354,7 +396,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut c, _) = EmbeddingCache::open(dir.path(), "m1", 1).unwrap();
         for t in ["a", "b", "c"] {
-            c.insert(text_key(t), arr1(&[1.0]).view());
+            c.insert(text_key(t), arr1(&[1.0]).view()).unwrap();
         }
         c.flush().unwrap();
         let keep: std::collections::HashSet<u128> = [text_key("a"), text_key("b")].into();

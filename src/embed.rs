@@ -158,10 +158,7 @@ impl Embedder {
             }),
         };
         // rust-bert panics on some malformed configs instead of returning an error.
-        let model = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            SentenceEmbeddingsModel::new(config)
-        }))
-        .map_err(|_| EmbedError::BadModel {
+        let model = catch_quietly(|| SentenceEmbeddingsModel::new(config)).ok_or_else(|| EmbedError::BadModel {
             dir: dir.to_path_buf(),
             reason: "the model's files could not be read (damaged or not a BERT sentence-transformers model)".into(),
         })?
@@ -279,7 +276,10 @@ pub fn model_id(
         None => {
             let mut hasher = xxhash_rust::xxh3::Xxh3::new();
             for name in IDENTITY_FILES {
-                hasher.update(&std::fs::read(canonical.join(name)).map_err(|e| bad(name, e))?);
+                hasher.update(
+                    &crate::fsutil::read_regular(&canonical.join(name))
+                        .map_err(|e| bad(name, e))?,
+                );
             }
             let d = format!("{:016x}", hasher.digest());
             if let Some(m) = memo {
@@ -304,7 +304,9 @@ pub fn model_id(
     Ok(format!("{name}/{digest}/{}", precision.resolve().as_str()))
 }
 
-/// Reports the first missing file of a model folder, naming the command that fetches it.
+/// Reports the first missing file of a model folder, naming the command that fetches it, and
+/// the first JSON file of it that does not parse (with its line), so that a damaged folder is
+/// one clear line rather than a panic inside the model loader.
 pub fn check_model_dir(dir: &Path) -> Result<(), EmbedError> {
     for file in MODEL_FILES {
         if !dir.join(file).is_file() {
@@ -314,7 +316,46 @@ pub fn check_model_dir(dir: &Path) -> Result<(), EmbedError> {
             });
         }
     }
+    for file in MODEL_FILES.iter().filter(|f| f.ends_with(".json")) {
+        read_json(dir, file)?;
+    }
     Ok(())
+}
+
+/// A JSON file of the model folder, parsed.
+fn read_json(dir: &Path, file: &str) -> Result<serde_json::Value, EmbedError> {
+    let bad = |reason: String| EmbedError::BadModel {
+        dir: dir.to_path_buf(),
+        reason: format!("{file}: {reason}"),
+    };
+    let bytes = crate::fsutil::read_regular(&dir.join(file)).map_err(|e| bad(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON: {e}")))
+}
+
+/// The width of the model's vectors, from its pooling configuration (so the cache can be
+/// opened before the model is loaded).
+pub fn model_dim(dir: &Path) -> Result<usize, EmbedError> {
+    check_model_dir(dir)?;
+    read_json(dir, "1_Pooling/config.json")?
+        .get("word_embedding_dimension")
+        .and_then(serde_json::Value::as_u64)
+        .filter(|&d| d > 0 && d <= 65_536)
+        .map(|d| d as usize)
+        .ok_or_else(|| EmbedError::BadModel {
+            dir: dir.to_path_buf(),
+            reason: "1_Pooling/config.json: no valid word_embedding_dimension".into(),
+        })
+}
+
+/// Runs `f`, turning a panic into `None` without printing it: for libraries that panic on
+/// damaged input files (rust-bert on a bad config, hnsw_rs on a bad dump), where a damaged file
+/// is expected and gets its own message.
+pub fn catch_quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.ok()
 }
 
 /// Scales every row to unit length (rows of zeros stay zero).

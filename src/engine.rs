@@ -24,6 +24,8 @@ pub enum EngineError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error("{path} is held by {holder}; not waiting (--no-wait)")]
+    Locked { path: PathBuf, holder: String },
 }
 
 /// Which embedder to use.
@@ -52,11 +54,11 @@ impl EmbedderChoice {
         }
     }
 
-    pub fn dim(&self) -> usize {
+    /// The width of the vectors, read from the model folder without loading the model.
+    pub fn dim(&self) -> Result<usize, EmbedError> {
         match self {
-            // all-MiniLM-L6-v2; a model of another width is caught when its first vector is cached.
-            EmbedderChoice::Model { .. } => 384,
-            EmbedderChoice::Hash { dim } => *dim,
+            EmbedderChoice::Model { dir, .. } => crate::embed::model_dim(dir),
+            EmbedderChoice::Hash { dim } => Ok(*dim),
         }
     }
 
@@ -79,9 +81,11 @@ impl EmbedderChoice {
 }
 
 /// Where relink keeps its state for the corpus at `path`: `<folder>/.relink` when it exists or,
-/// with `create` (refresh, which writes to the folder anyway), when it can be made; else a
-/// folder of the per-user cache named after the corpus. So `eval` and `related` leave the
-/// corpus folder as they found it, and a read-only archive can still be evaluated.
+/// with `create` (refresh, which writes to the folder anyway), when the folder is writable; else
+/// a folder of the per-user cache named after the corpus. So `eval` and `related` leave the
+/// corpus folder as they found it, and a read-only archive can still be evaluated. Nothing is
+/// created here: the folder appears when a run takes its lock ([`lock_state`]), so a run that
+/// fails before that leaves no trace.
 pub fn default_state_dir(path: &Path, create: bool) -> PathBuf {
     let folder = if path.is_dir() {
         path.to_path_buf()
@@ -94,8 +98,8 @@ pub fn default_state_dir(path: &Path, create: bool) -> PathBuf {
         folder
     };
     let local = folder.join(".relink");
-    if (local.is_dir() || (create && std::fs::create_dir_all(&local).is_ok()))
-        && is_writable(&local)
+    if (local.is_dir() && is_writable(&local))
+        || (!local.exists() && create && is_writable(&folder))
     {
         return local;
     }
@@ -111,7 +115,42 @@ pub fn default_state_dir(path: &Path, create: bool) -> PathBuf {
 }
 
 fn is_writable(dir: &Path) -> bool {
-    tempfile::NamedTempFile::new_in(dir).is_ok()
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid C string; access only reads it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// The lock on a state folder, taken by every run that reads or writes it, so that one relink
+/// at a time writes a corpus, its cache and its graph. `what` says who holds it (shown to a run
+/// that finds it taken). Without `wait`, a taken lock is an error naming the holder; with it,
+/// `waiting` hears about the holder once and the lock is awaited. Returns the lock and whether
+/// it had to be awaited (the corpus may then have changed). Leftover temporary files in the
+/// state folder are removed once the lock is held.
+pub fn lock_state(
+    state_dir: &Path,
+    what: &str,
+    wait: bool,
+    waiting: &mut dyn FnMut(&str),
+) -> Result<(crate::fsutil::FolderLock, bool), EngineError> {
+    let mut waited = false;
+    let lock = crate::fsutil::FolderLock::acquire(state_dir, what, wait, &mut |holder| {
+        waited = true;
+        waiting(holder)
+    })
+    .map_err(|source| {
+        EngineError::Cache(CacheError::Io {
+            path: state_dir.join("lock"),
+            source,
+        })
+    })?
+    .map_err(|holder| EngineError::Locked {
+        path: state_dir.join("lock"),
+        holder,
+    })?;
+    crate::fsutil::remove_stale_temps(&crate::fsutil::stale_temps_in(state_dir));
+    Ok((lock, waited))
 }
 
 /// `$RELINK_CACHE`, else `$XDG_CACHE_HOME/relink`, else `~/.cache/relink`.
@@ -181,7 +220,8 @@ pub fn embed_with_cache(
     show_progress: bool,
 ) -> Result<(Array2<f32>, EmbedStats), EngineError> {
     let model_id = choice.model_id()?;
-    let (mut cache, opened) = EmbeddingCache::open(state_dir, &model_id, choice.dim())?;
+    let dim = choice.dim()?;
+    let (mut cache, opened) = EmbeddingCache::open(state_dir, &model_id, dim)?;
     let mut stats = EmbedStats {
         cache_note: match opened {
             Opened::Replaced(what) => Some(format!("discarded the old cache ({what})")),
@@ -202,6 +242,8 @@ pub fn embed_with_cache(
         .collect();
     missing.sort_by_key(|&i| (texts[i].len(), i));
     if !missing.is_empty() {
+        // A cache that cannot be written would throw the embedding away: find out first.
+        cache.ensure_writable()?;
         let mut embedder = choice.load(&model_id)?;
         stats.model_loaded = true;
         let bar = progress_bar(missing.len(), "embed", show_progress);
@@ -209,7 +251,7 @@ pub fn embed_with_cache(
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
             let vectors = embedder.embed(&batch)?;
             for (row, &i) in vectors.rows().into_iter().zip(chunk) {
-                cache.insert(keys[i], row);
+                cache.insert(keys[i], row)?;
             }
             cache.flush()?;
             bar.inc(chunk.len() as u64);
@@ -217,7 +259,6 @@ pub fn embed_with_cache(
         bar.finish_and_clear();
         stats.embedded = missing.len();
     }
-    let dim = choice.dim();
     let mut out = Array2::<f32>::zeros((texts.len(), dim));
     for (i, key) in keys.iter().enumerate() {
         let v = cache.get(*key).expect("every text was embedded above");
