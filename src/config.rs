@@ -57,7 +57,7 @@ impl FileConfig {
     pub fn load(corpus: &Path) -> Result<FileConfig, ConfigError> {
         let dir = config_dir(corpus);
         let path = dir.join(FILE_NAME);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::fsutil::read_regular_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
             Err(e) => {
@@ -90,8 +90,11 @@ impl FileConfig {
                 "model" => cfg.model = Some(dir.join(plain)),
                 "cache" => cfg.cache = Some(dir.join(plain)),
                 "batch-size" => {
-                    cfg.batch_size =
-                        Some(plain.parse().map_err(|e| err(format!("batch-size: {e}")))?)
+                    let n: usize = plain
+                        .parse()
+                        .map_err(|e| err(format!("batch-size = {plain}: {e}")))?;
+                    check_batch_size(n).map_err(|e| err(format!("batch-size = {plain}: {e}")))?;
+                    cfg.batch_size = Some(n);
                 }
                 _ => {
                     probe.set(&key, &plain).map_err(err)?;
@@ -107,6 +110,15 @@ impl FileConfig {
         for (k, v) in &self.rank {
             options.set(k, v).expect("validated when read");
         }
+    }
+}
+
+/// Texts per model batch: at least one, and no more than a batch's memory stays reasonable.
+pub fn check_batch_size(n: usize) -> Result<(), String> {
+    if (1..=4096).contains(&n) {
+        Ok(())
+    } else {
+        Err("out of range: must be between 1 and 4096".into())
     }
 }
 

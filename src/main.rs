@@ -55,6 +55,9 @@ struct RelatedArgs {
     /// The corpus to recommend from [default: the article file's folder, else .].
     #[arg(long, value_name = "FOLDER|FILE.jsonl")]
     corpus: Option<PathBuf>,
+    /// Rank QUERY as free text even where it looks like a file name.
+    #[arg(long)]
+    text: bool,
     /// Publication date for free text (YYYY-MM-DD or RFC 3339); without it, time is not weighed.
     #[arg(long)]
     date: Option<String>,
@@ -159,6 +162,12 @@ struct CommonArgs {
     /// Hide progress bars (they are hidden anyway when stderr is not a terminal).
     #[arg(long)]
     quiet: bool,
+    /// When another relink holds the corpus's lock, exit with status 2 instead of waiting.
+    #[arg(long)]
+    no_wait: bool,
+    /// Embed with the bag-of-words test embedder instead of the model (tests and scale benches).
+    #[arg(long, hide = true)]
+    test_embedder: bool,
 }
 
 /// Settings resolved from the command line, relink.toml and the defaults.
@@ -173,8 +182,17 @@ impl CommonArgs {
         let file = FileConfig::load(corpus)?;
         let mut rank = RankOptions::default();
         file.apply(&mut rank);
+        // Each value given on the command line is checked against its range here, so the
+        // message names the flag; relink.toml's values are checked as the file is read.
         macro_rules! take {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { rank.$field = v; } )* };
+            ($($field:ident),*) => { $( if let Some(v) = self.$field {
+                let name = stringify!($field).replace('_', "-");
+                relink::rank::check_option(&name, v as f64).map_err(|e| {
+                    let flag = if name == "k" { "top".to_string() } else { name.clone() };
+                    anyhow::anyhow!("--{flag} {v}: {e}")
+                })?;
+                rank.$field = v;
+            } )* };
         }
         take!(
             k,
@@ -202,6 +220,10 @@ impl CommonArgs {
             .clone()
             .or(file.model)
             .unwrap_or_else(default_model_dir);
+        if let Some(n) = self.batch_size {
+            relink::config::check_batch_size(n)
+                .map_err(|e| anyhow::anyhow!("--batch-size {n}: {e}"))?;
+        }
         let state_dir = self
             .cache
             .clone()
@@ -210,13 +232,17 @@ impl CommonArgs {
         Ok(Resolved {
             rank,
             engine: EngineSettings {
-                embedder: EmbedderChoice::Model {
-                    dir: model,
-                    precision: self.precision.or(file.precision).unwrap_or(Precision::Auto),
-                    batch_size: self
-                        .batch_size
-                        .or(file.batch_size)
-                        .unwrap_or(DEFAULT_BATCH_SIZE),
+                embedder: if self.test_embedder {
+                    EmbedderChoice::Hash { dim: 384 }
+                } else {
+                    EmbedderChoice::Model {
+                        dir: model,
+                        precision: self.precision.or(file.precision).unwrap_or(Precision::Auto),
+                        batch_size: self
+                            .batch_size
+                            .or(file.batch_size)
+                            .unwrap_or(DEFAULT_BATCH_SIZE),
+                    }
                 },
                 state_dir,
                 search,
@@ -262,45 +288,91 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("relink: error: {err:#}");
+            eprintln!("relink: error: {}", error_line(&err));
             ExitCode::from(2)
         }
     }
 }
 
-/// Reads the corpus, prints every bad file to stderr, and says how many there were.
-fn read_corpus(path: &Path) -> Result<(Corpus, Timings)> {
-    let t = Instant::now();
-    let corpus = corpus::read_corpus(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    for e in &corpus.errors {
-        eprintln!("relink: skipped {e}");
+/// The error and its causes on one line, each cause only where the text before does not
+/// already say it (library errors often include their source's message).
+fn error_line(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
     }
-    let mut timings = Timings::default();
-    timings.add("read", t);
+    line
+}
+
+/// Reads the corpus; one without a readable article is an error (after its bad files are
+/// listed).
+fn read_corpus(path: &Path) -> Result<Corpus> {
+    let corpus = corpus::read_corpus(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     if corpus.articles.is_empty() {
+        for e in &corpus.errors {
+            eprintln!("relink: skipped {e}");
+        }
         bail!(
             "{}: no readable article (.md, .txt or .jsonl)",
             path.display()
         );
     }
-    Ok((corpus, timings))
+    Ok(corpus)
 }
 
-fn build_engine(path: &Path, common: &CommonArgs, writes: bool) -> Result<(Engine, Resolved)> {
+/// Reads the corpus under its state folder's lock, prints every bad file to stderr, and builds
+/// the engine. `writes`: the command writes to the corpus folder (refresh). The lock is
+/// returned, to be held until the command is done.
+fn build_engine(
+    path: &Path,
+    common: &CommonArgs,
+    writes: bool,
+    command: &str,
+) -> Result<(Engine, Resolved, relink::fsutil::FolderLock)> {
     let resolved = common.resolve(path, writes)?;
-    let (corpus, timings) = read_corpus(path)?;
+    let t = Instant::now();
+    let mut corpus = read_corpus(path)?;
+    let state_dir = &resolved.engine.state_dir;
+    let what = format!("relink {command} {}", path.display());
+    let (lock, waited) =
+        relink::engine::lock_state(state_dir, &what, !common.no_wait, &mut |holder| {
+            eprintln!(
+                "relink: waiting for {}: held by {holder}",
+                state_dir.join("lock").display()
+            )
+        })?;
+    if waited {
+        // The other run may have changed the files: read them as they are now.
+        corpus = read_corpus(path)?;
+    }
+    for e in &corpus.errors {
+        eprintln!("relink: skipped {e}");
+    }
+    if writes {
+        let removed = relink::fsutil::remove_stale_temps(&corpus.stale_temps);
+        if removed > 0 {
+            eprintln!("relink: removed {removed} temporary files left by an interrupted run");
+        }
+    }
+    let mut timings = Timings::default();
+    timings.add("read", t);
     let engine = Engine::build(corpus, &resolved.engine, timings)?;
     if let Some(note) = &engine.embed_stats.cache_note {
         eprintln!("relink: {}: {note}", resolved.engine.state_dir.display());
     }
-    Ok((engine, resolved))
+    Ok((engine, resolved, lock))
 }
 
 /// `relink refresh`: rewrites every list that changed and prints a summary. Exit status 1 when
 /// any file could not be read or written (after the others are done).
 fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     let start = Instant::now();
-    let (mut engine, resolved) = build_engine(&args.path, &args.common, !args.dry_run)?;
+    let (mut engine, resolved, _lock) =
+        build_engine(&args.path, &args.common, !args.dry_run, "refresh")?;
     let (selected, unknown) = relink::refresh::select(&engine.corpus.articles, &args.only);
     for name in &unknown {
         eprintln!(
@@ -428,13 +500,32 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
 /// `relink related`: prints the list refresh would write for one article, or for free text.
 fn cmd_related(args: RelatedArgs) -> Result<ExitCode> {
     let as_file = Path::new(&args.query);
-    let is_file = as_file.is_file();
+    let is_url = args.query.starts_with("http://") || args.query.starts_with("https://");
+    let is_file = !args.text && !is_url && as_file.is_file();
+    if !args.text && !is_url && !is_file {
+        if as_file.exists() {
+            bail!("{}: not a regular file", args.query);
+        }
+        let has_article_extension = as_file.extension().is_some_and(|e| {
+            ["md", "txt", "jsonl"]
+                .iter()
+                .any(|x| e.eq_ignore_ascii_case(x))
+        });
+        if !args.query.contains(char::is_whitespace)
+            && (args.query.contains('/') || has_article_extension)
+        {
+            bail!(
+                "{}: no such file (to rank these words as free text, add --text)",
+                args.query
+            );
+        }
+    }
     let corpus_path = match (&args.corpus, is_file) {
         (Some(c), _) => c.clone(),
         (None, true) => relink::config::config_dir(as_file),
         (None, false) => PathBuf::from("."),
     };
-    let (engine, resolved) = build_engine(&corpus_path, &args.common, false)?;
+    let (engine, resolved, _lock) = build_engine(&corpus_path, &args.common, false, "related")?;
     let ranker = engine.ranker(resolved.rank.clone());
     let (selected, _) =
         relink::refresh::select(&engine.corpus.articles, std::slice::from_ref(&args.query));
@@ -443,7 +534,7 @@ fn cmd_related(args: RelatedArgs) -> Result<ExitCode> {
             engine.corpus.articles[i].title.clone(),
             ranker.rank_article(i),
         )
-    } else if is_file || args.query.starts_with("http://") || args.query.starts_with("https://") {
+    } else if is_file || is_url {
         bail!(
             "{}: not an article of {}",
             args.query,
@@ -592,11 +683,11 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         .iter()
         .map(|s| eval::parse_sweep(s).map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
-    let (engine, resolved) = build_engine(&args.path, &args.common, false)?;
+    let (engine, resolved, _lock) = build_engine(&args.path, &args.common, false, "eval")?;
     let (references, links) = match &args.labels {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+            let text = relink::fsutil::read_regular_string(path)
+                .with_context(|| format!("{}", path.display()))?;
             let refs =
                 eval::references_from_labels(&engine.corpus.articles, &engine.corpus.root, &text)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -699,7 +790,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
             ks: &ks,
             scored,
         });
-        relink::corpus::write_atomic(path, html.as_bytes())
+        relink::fsutil::write_new(path, html.as_bytes())
             .with_context(|| format!("{}", path.display()))?;
         eprintln!("relink: report written to {}", path.display());
     }

@@ -106,8 +106,30 @@ impl RankOptions {
         }
     }
 
-    /// Sets one option from its name (as in `--sweep name=v1,v2` and `relink.toml`).
+    /// Checks every option against its valid range (see [`check_option`]).
+    pub fn validate(&self) -> Result<(), String> {
+        let v =
+            |name: &str, x: f64| check_option(name, x).map_err(|e| format!("{name} = {x}: {e}"));
+        v("k", self.k as f64)?;
+        v("pool", self.pool as f64)?;
+        v("min-similarity", self.min_similarity.into())?;
+        v("lexical-weight", self.lexical_weight.into())?;
+        v("half-life-after", self.half_life_after.into())?;
+        v("half-life-before", self.half_life_before.into())?;
+        v("undated-factor", self.undated_factor.into())?;
+        v("window-after", self.window_after.into())?;
+        v("window-before", self.window_before.into())?;
+        v("quality-weight", self.quality_weight.into())?;
+        v("duplicate", self.duplicate.into())?;
+        Ok(())
+    }
+
+    /// Sets one option from its name (as in `--sweep name=v1,v2` and `relink.toml`); a value
+    /// out of the option's range is refused.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        if let Ok(x) = value.trim().parse::<f64>() {
+            check_option(name, x).map_err(|e| format!("{name} = {value}: {e}"))?;
+        }
         let f = || {
             value
                 .parse::<f32>()
@@ -138,6 +160,38 @@ impl RankOptions {
         }
         Ok(())
     }
+}
+
+/// The valid range of each numeric ranking option, inclusive. Counts start at 1 (a list of 0
+/// entries or a pool of 0 candidates would silently empty every list), and the pool stops where
+/// it would stop being a shortlist.
+const RANGES: &[(&str, f64, f64)] = &[
+    ("k", 1.0, 1_000.0),
+    ("pool", 1.0, 100_000.0),
+    ("min-similarity", -1.0, 1.0),
+    ("lexical-weight", 0.0, 1.0),
+    ("half-life-after", 0.0, 36_500.0),
+    ("half-life-before", 0.0, 36_500.0),
+    ("undated-factor", 0.0, 1.0),
+    ("window-after", 0.0, 36_500.0),
+    ("window-before", 0.0, 36_500.0),
+    ("quality-weight", 0.0, 2.0),
+    ("duplicate", 0.0, 1.0),
+];
+
+/// Checks a value of the ranking option `name` (its kebab-case name) against its range; names
+/// without a range (flags) pass.
+pub fn check_option(name: &str, value: f64) -> Result<(), String> {
+    let Some(&(_, min, max)) = RANGES.iter().find(|(n, _, _)| *n == name) else {
+        return Ok(());
+    };
+    if !value.is_finite() {
+        return Err(format!("must be a finite number between {min} and {max}"));
+    }
+    if value < min || value > max {
+        return Err(format!("out of range: must be between {min} and {max}"));
+    }
+    Ok(())
 }
 
 /// What the ranker needs of each article.
@@ -259,14 +313,16 @@ impl<'a> Ranker<'a> {
     /// The related list of corpus article `i`.
     pub fn rank_article(&self, i: usize) -> Vec<Scored> {
         let q = self.article_query(i);
-        let neighbours = self.index.search(q.vector, self.options.pool + 1);
+        let neighbours = self
+            .index
+            .search(q.vector, self.options.pool.saturating_add(1));
         self.rank(&q, &neighbours)
     }
 
     /// Related lists of every article, in parallel. With exact search the neighbours of all
     /// articles come from one blocked matrix product.
     pub fn rank_all(&self) -> Vec<Vec<Scored>> {
-        let neighbours = self.index.search_all(self.options.pool + 1);
+        let neighbours = self.index.search_all(self.options.pool.saturating_add(1));
         neighbours
             .par_iter()
             .enumerate()
