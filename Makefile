@@ -24,7 +24,12 @@ run: deps
 # serves `make run`, `make test` and the benches. Tests that load the model take a lock, so
 # parallel test threads never oversubscribe the cores.
 test: deps
+	@rm -f target/tmp/skipped-tests.txt
 	$(CARGO) test --release
+	@if [ -s target/tmp/skipped-tests.txt ]; then \
+		echo "make test: $$(wc -l < target/tmp/skipped-tests.txt) tests skipped:"; \
+		sed 's/^/  /' target/tmp/skipped-tests.txt; \
+	else echo "make test: no test skipped"; fi
 
 deps: libtorch models
 

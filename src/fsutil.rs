@@ -209,6 +209,9 @@ pub struct Settle {
     written: Vec<u8>,
 }
 
+/// An edit of a file's bytes: `Ok(None)` leaves them as they are, `Err` refuses the text.
+pub type Edit<'a, E> = dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, E> + 'a;
+
 /// What a [`rewrite`] did.
 pub enum Rewritten {
     /// The edit left the bytes as they were; nothing was written.
@@ -227,7 +230,7 @@ pub enum Rewritten {
 pub fn rewrite<E>(
     path: &Path,
     root: &Path,
-    edit: &dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    edit: &Edit<'_, E>,
 ) -> Result<Rewritten, WriteError<E>> {
     let target = resolve_inside(path, root)?.map_err(WriteError::Refused)?;
     let file = open_regular(&target)?;
@@ -244,7 +247,7 @@ fn rewrite_from<E>(
     mut file: File,
     mut on_disk: Vec<u8>,
     mut source: Vec<u8>,
-    edit: &dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    edit: &Edit<'_, E>,
 ) -> Result<Rewritten, WriteError<E>> {
     let mut changed: Option<Settle> = None;
     for _ in 0..MAX_TRIES {
@@ -300,10 +303,7 @@ fn rewrite_from<E>(
 
 /// Reads a replaced file once more; text written into it after the rename is carried into the
 /// file now at its path (edited again by `edit`).
-pub fn settle<E>(
-    s: Settle,
-    edit: &dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, E>,
-) -> Result<(), WriteError<E>> {
+pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<(), WriteError<E>> {
     let after = read_all_at(&s.old)?;
     if after == s.old_bytes {
         return Ok(());

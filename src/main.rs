@@ -352,6 +352,14 @@ fn build_engine(
     for e in &corpus.errors {
         eprintln!("relink: skipped {e}");
     }
+    for a in corpus.articles.iter().filter(|a| a.excerpt_is_oversized()) {
+        eprintln!(
+            "relink: warning: {}: the excerpt is {} bytes; related entries carry its first {} characters",
+            a.display_path(),
+            a.excerpt.as_deref().map_or(0, str::len),
+            relink::article::MAX_ENTRY_EXCERPT
+        );
+    }
     if writes {
         let removed = relink::fsutil::remove_stale_temps(&corpus.stale_temps);
         if removed > 0 {

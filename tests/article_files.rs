@@ -3,6 +3,8 @@
 //! The real corpora live in `../shared` (or wherever `RELINK_SHARED` points); when they are not
 //! there the tests that need them say so and pass, so the crate still tests on its own.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,18 +26,7 @@ const CORPORA: [(&str, usize); 3] = [
 ];
 const SEED: &str = "seed/000_6487b44b07e2c8c7.txt";
 
-/// The shared data folder, or `None` (after saying so) when this checkout has none.
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("RELINK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
-    if dir.join("corpora").is_dir() {
-        Some(dir)
-    } else {
-        println!("skipped: ../shared not found");
-        None
-    }
-}
+use common::shared;
 
 fn line_end_of(text: &str) -> &'static str {
     if text.starts_with("---\r\n") {

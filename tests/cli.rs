@@ -152,6 +152,37 @@ fn related_prints_a_table_json_and_lists_for_free_text() {
     assert!(first.contains("fire") || first.contains("heat"), "{first}");
 }
 
+/// A damaged config.json is one line naming the file, not a panic with a backtrace.
+#[test]
+fn a_damaged_model_config_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = seeds_copy(dir.path());
+    let model = dir.path().join("model");
+    let real = common::model_dir();
+    for file in relink::embed::MODEL_FILES {
+        let to = model.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        if *file == "config.json" {
+            std::fs::write(&to, "{\"hidden_size\": 384,").unwrap();
+        } else {
+            std::os::unix::fs::symlink(real.join(file), &to).unwrap();
+        }
+    }
+    let out = relink(&[
+        "refresh",
+        d.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("config.json: invalid JSON") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_missing_model_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

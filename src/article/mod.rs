@@ -180,19 +180,41 @@ pub struct Article {
 impl Article {
     /// The text that is embedded: title, then `". "` and the excerpt when there is a non-blank
     /// one.
+    ///
+    /// The excerpt is cut at [`MAX_EMBEDDED_EXCERPT`] characters: the model reads only its first
+    /// few hundred tokens anyway, and a runaway field should not cost tokenising megabytes.
     pub fn text(&self) -> String {
         match self.excerpt.as_deref() {
-            Some(excerpt) if !excerpt.trim().is_empty() => format!("{}. {}", self.title, excerpt),
+            Some(excerpt) if !excerpt.trim().is_empty() => format!(
+                "{}. {}",
+                self.title,
+                cut_at_chars(excerpt, MAX_EMBEDDED_EXCERPT)
+            ),
             _ => self.title.clone(),
         }
     }
 
+    /// Whether the excerpt is longer than a related entry carries ([`MAX_ENTRY_EXCERPT`]).
+    pub fn excerpt_is_oversized(&self) -> bool {
+        self.excerpt
+            .as_deref()
+            .is_some_and(|e| e.len() > MAX_ENTRY_EXCERPT && e.chars().count() > MAX_ENTRY_EXCERPT)
+    }
+
     /// The entry another article's `related:` list carries for this one. Fields this article
-    /// lacks are absent from the entry too.
+    /// lacks are absent from the entry too. The excerpt is cut at [`MAX_ENTRY_EXCERPT`]
+    /// characters (with `…`), so that one oversized article does not grow every file that links
+    /// to it by its whole size.
     pub fn to_related(&self) -> Related {
         Related {
             title: self.title.clone(),
-            excerpt: self.excerpt.clone(),
+            excerpt: self.excerpt.as_deref().map(|e| {
+                if self.excerpt_is_oversized() {
+                    format!("{}…", cut_at_chars(e, MAX_ENTRY_EXCERPT - 1).trim_end())
+                } else {
+                    e.to_string()
+                }
+            }),
             published_date_time: self.published_date_time,
             web_url: self.web_url.clone(),
             amp_web_url: self.amp_web_url.clone(),
@@ -218,6 +240,21 @@ impl Article {
     /// what a duplicate check wants.
     pub fn normalized_title(&self) -> String {
         normalize_title(&self.title)
+    }
+}
+
+/// The longest excerpt, in characters, a related entry carries: real news excerpts stay under
+/// 400.
+pub const MAX_ENTRY_EXCERPT: usize = 1_000;
+
+/// The longest excerpt, in characters, that is embedded.
+pub const MAX_EMBEDDED_EXCERPT: usize = 4_000;
+
+/// The first `n` characters of `text`.
+fn cut_at_chars(text: &str, n: usize) -> &str {
+    match text.char_indices().nth(n) {
+        Some((at, _)) => &text[..at],
+        None => text,
     }
 }
 

@@ -4,16 +4,36 @@
 use std::path::PathBuf;
 
 /// `../shared` beside the repository (or `$RELINK_SHARED`), if present. Tests that need it
-/// print that they are skipped where it is absent: a user's clone has no `../shared`.
+/// are skipped where it is absent (a user's clone has no `../shared`), and say so.
 pub fn shared() -> Option<PathBuf> {
     let dir = std::env::var_os("RELINK_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
-    if dir.is_dir() {
+    if dir.join("corpora").is_dir() {
         Some(dir)
     } else {
-        eprintln!("skipped: ../shared not found");
+        skip("../shared not found (the real corpora and STS-B)");
         None
+    }
+}
+
+/// Records that the running test is skipped, and why: printed now, and added to
+/// `target/tmp/skipped-tests.txt`, which `make test` counts and prints at the end (a skipped
+/// test passes, so cargo's own summary cannot tell it from a real pass).
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    eprintln!("skipped: {test}: {reason}");
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{test}\t{reason}");
     }
 }
 
