@@ -14,9 +14,8 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::Array2;
-use relink::index::{
-    build_hnsw, exact_top_k, random_unit_vectors, recall_at_k, HnswParams, SearchMode, VectorIndex,
-};
+use relink::index::{build_hnsw, exact_top_k, recall_at_k, HnswParams, SearchMode, VectorIndex};
+use relink::testing::random_unit_vectors;
 
 const QUERIES: usize = 200;
 

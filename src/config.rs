@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::embed::Precision;
 use crate::index::SearchMode;
-use crate::rank::RankOptions;
+use crate::rank::{RankOptions, RankOverrides};
 
 /// Name of the options file looked for in the corpus folder.
 pub const FILE_NAME: &str = "relink.toml";
@@ -26,8 +26,8 @@ pub const FILE_NAME: &str = "relink.toml";
 #[derive(Clone, Debug, Default)]
 pub struct FileConfig {
     pub path: Option<PathBuf>,
-    /// (name, value) of each ranking option, in the file's order.
-    pub rank: Vec<(String, String)>,
+    /// The ranking options the file sets.
+    pub rank: RankOverrides,
     pub search: Option<SearchMode>,
     pub precision: Option<Precision>,
     pub model: Option<PathBuf>,
@@ -78,7 +78,6 @@ impl FileConfig {
             path: Some(path.clone()),
             ..FileConfig::default()
         };
-        let probe = &mut RankOptions::default();
         for (key, value) in table {
             let plain = match &value {
                 toml::Value::String(s) => s.clone(),
@@ -97,8 +96,8 @@ impl FileConfig {
                     cfg.batch_size = Some(n);
                 }
                 _ => {
-                    probe.set(&key, &plain).map_err(err)?;
-                    cfg.rank.push((key, plain));
+                    let one = RankOverrides::parse(&key, &plain).map_err(err)?;
+                    cfg.rank = cfg.rank.then(&one);
                 }
             }
         }
@@ -107,9 +106,7 @@ impl FileConfig {
 
     /// Applies the file's ranking options to `options`.
     pub fn apply(&self, options: &mut RankOptions) {
-        for (k, v) in &self.rank {
-            options.set(k, v).expect("validated when read");
-        }
+        self.rank.apply(options);
     }
 }
 
@@ -171,6 +168,6 @@ mod tests {
     fn no_file_is_no_options() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = FileConfig::load(dir.path()).unwrap();
-        assert!(cfg.path.is_none() && cfg.rank.is_empty());
+        assert!(cfg.path.is_none() && cfg.rank.k.is_none() && cfg.rank.pool.is_none());
     }
 }

@@ -1,9 +1,10 @@
 //! Sentence embeddings: text in, unit-length 384-d vectors out.
 //!
 //! [`Embedder`] wraps all-MiniLM-L6-v2 through rust-bert's sentence-embeddings pipeline, loaded
-//! from a local folder (`model.safetensors` is read directly). [`HashEmbedder`] is a small,
-//! dependency-free bag-of-words embedder that the tests use where the real model would only make
-//! them slower. Both implement [`TextEmbedder`], so the pipeline does not care which one it holds.
+//! from a local folder (`model.safetensors` is read directly). [`crate::testing::HashEmbedder`] is
+//! a small bag-of-words embedder for tests and scale benches, where the real model would only
+//! make them slower. Both implement [`TextEmbedder`], so the pipeline does not care which one it
+//! holds.
 
 use std::path::{Path, PathBuf};
 
@@ -365,49 +366,5 @@ pub fn normalize_rows(m: &mut Array2<f32>) {
         if norm > 0.0 {
             row /= norm;
         }
-    }
-}
-
-/// A bag-of-words embedder: every lower-cased word is hashed to a few signed coordinates.
-/// Texts that share words get a high cosine, which is all the ranking tests need, and it embeds
-/// thousands of texts per millisecond with no model on disk.
-pub struct HashEmbedder {
-    dim: usize,
-    id: String,
-}
-
-impl HashEmbedder {
-    pub fn new(dim: usize) -> HashEmbedder {
-        HashEmbedder {
-            dim,
-            id: format!("hash-bow/{dim}"),
-        }
-    }
-}
-
-impl TextEmbedder for HashEmbedder {
-    fn model_id(&self) -> &str {
-        &self.id
-    }
-
-    fn dim(&self) -> usize {
-        self.dim
-    }
-
-    fn embed(&mut self, texts: &[&str]) -> Result<Array2<f32>, EmbedError> {
-        let mut out = Array2::<f32>::zeros((texts.len(), self.dim));
-        for (i, text) in texts.iter().enumerate() {
-            for word in crate::lexical::tokenize(text) {
-                let h = xxhash_rust::xxh3::xxh3_64(word.as_bytes());
-                for j in 0..3 {
-                    let bits = h.rotate_left(j * 21);
-                    let coord = (bits % self.dim as u64) as usize;
-                    let sign = if bits & (1 << 63) == 0 { 1.0 } else { -1.0 };
-                    out[[i, coord]] += sign;
-                }
-            }
-        }
-        normalize_rows(&mut out);
-        Ok(out)
     }
 }

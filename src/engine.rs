@@ -10,10 +10,11 @@ use ndarray::Array2;
 
 use crate::cache::{text_key, CacheError, EmbeddingCache, Opened};
 use crate::corpus::Corpus;
-use crate::embed::{EmbedError, Embedder, HashEmbedder, Precision, TextEmbedder};
+use crate::embed::{EmbedError, Embedder, Precision, TextEmbedder};
 use crate::index::{HnswParams, SearchMode, VectorIndex};
 use crate::lexical::Bm25;
 use crate::rank::{ArticleKey, RankOptions, Ranker};
+use crate::testing::HashEmbedder;
 
 /// The embedding cache is written every this many new vectors, so a killed run keeps its work.
 const CHECKPOINT: usize = 256;
@@ -338,6 +339,41 @@ impl Engine {
             index_reused,
             timings,
         })
+    }
+
+    /// The related list of free text (a draft headline, say), embedded with `embedder` (loaded
+    /// for it). Without a `date`, time is not weighed: there is nothing to weigh it from.
+    pub fn rank_text(
+        &self,
+        text: &str,
+        date: Option<chrono::DateTime<chrono::Utc>>,
+        options: &RankOptions,
+        embedder: &EmbedderChoice,
+    ) -> Result<Vec<crate::rank::Scored>, EngineError> {
+        let vector = embedder.load(&self.embed_stats.model_id)?.embed(&[text])?;
+        let query = crate::rank::Query {
+            vector: vector.row(0),
+            index: None,
+            key: ArticleKey {
+                date,
+                title: crate::rank::normalize_title(text),
+                quality: 0.5,
+                ..ArticleKey::default()
+            },
+            lexical: self.bm25.scores_for_text(text),
+            lexical_self: self.bm25.query_self_score(text),
+        };
+        let ranker = self.ranker(match date {
+            Some(_) => options.clone(),
+            None => RankOptions {
+                half_life_after: 0.0,
+                half_life_before: 0.0,
+                undated_factor: 1.0,
+                ..options.clone()
+            },
+        });
+        let neighbours = self.index.search(query.vector, ranker.options.pool);
+        Ok(ranker.rank(&query, &neighbours))
     }
 
     pub fn ranker(&self, options: RankOptions) -> Ranker<'_> {

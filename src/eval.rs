@@ -284,11 +284,7 @@ pub fn baseline_lists(
                     while out.len() < options.k.min(n.saturating_sub(1)) && tries < 100 * options.k
                     {
                         tries += 1;
-                        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                        let mut z = state;
-                        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                        let j = ((z ^ (z >> 31)) % n as u64) as usize;
+                        let j = (crate::index::splitmix64(&mut state) % n as u64) as usize;
                         if j != i && !out.contains(&j) {
                             out.push(j);
                         }

@@ -31,6 +31,17 @@ pub enum SearchMode {
     Hnsw,
 }
 
+impl SearchMode {
+    /// Whether a corpus of `n` articles is searched through the HNSW graph.
+    pub fn uses_hnsw(self, n: usize) -> bool {
+        match self {
+            SearchMode::Exact => false,
+            SearchMode::Hnsw => true,
+            SearchMode::Auto => n > EXACT_UP_TO,
+        }
+    }
+}
+
 /// HNSW construction and search parameters.
 #[derive(Clone, Copy, Debug)]
 pub struct HnswParams {
@@ -118,12 +129,9 @@ pub struct Neighbour {
 impl VectorIndex {
     /// Builds the index over `vectors` (rows must be unit length).
     pub fn build(vectors: Array2<f32>, mode: SearchMode, params: HnswParams) -> VectorIndex {
-        let use_hnsw = match mode {
-            SearchMode::Exact => false,
-            SearchMode::Hnsw => true,
-            SearchMode::Auto => vectors.nrows() > EXACT_UP_TO,
-        };
-        let hnsw = use_hnsw.then(|| (build_hnsw(&vectors, params, false), params));
+        let hnsw = mode
+            .uses_hnsw(vectors.nrows())
+            .then(|| (build_hnsw(&vectors, params, false), params));
         VectorIndex { vectors, hnsw }
     }
 
@@ -140,12 +148,7 @@ impl VectorIndex {
         dir: &Path,
         identity: u128,
     ) -> (VectorIndex, bool) {
-        let use_hnsw = match mode {
-            SearchMode::Exact => false,
-            SearchMode::Hnsw => true,
-            SearchMode::Auto => vectors.nrows() > EXACT_UP_TO,
-        };
-        if !use_hnsw {
+        if !mode.uses_hnsw(vectors.nrows()) {
             return (
                 VectorIndex {
                     vectors,
@@ -438,29 +441,20 @@ pub fn recall_at_k(exact: &[Vec<Neighbour>], found: &[Vec<Neighbour>], k: usize)
     }
 }
 
-/// `n` random unit vectors of dimension `dim` from a fixed seed (for benches and tests).
-pub fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Array2<f32> {
-    // splitmix64 then Box-Muller: Gaussian coordinates give directions uniform on the sphere.
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let mut m = Array2::<f32>::zeros((n, dim));
-    for x in m.iter_mut() {
-        let (u1, u2) = (next().max(1e-300), next());
-        *x = ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32;
-    }
-    crate::embed::normalize_rows(&mut m);
-    m
+/// The next number of the splitmix64 sequence at `state`: a tiny, fixed, seedable generator for
+/// results that must be the same on every run.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::random_unit_vectors;
 
     #[test]
     fn exact_search_finds_itself_first_and_orders_by_cosine() {

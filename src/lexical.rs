@@ -136,7 +136,7 @@ impl Bm25 {
                     if *slot == 0.0 {
                         touched.push(d);
                     }
-                    *slot += idf * tf * (K1 + 1.0) / (tf + self.norm[d as usize]);
+                    *slot += term_score(idf, tf, self.norm[d as usize]);
                 }
             }
             touched.sort_unstable();
@@ -157,10 +157,16 @@ impl Bm25 {
             .iter()
             .map(|&(t, tf)| {
                 let tf = tf as f32;
-                self.idf[t as usize] * tf * (K1 + 1.0) / (tf + self.norm[doc])
+                term_score(self.idf[t as usize], tf, self.norm[doc])
             })
             .sum()
     }
+}
+
+/// BM25's weight of one term in one document: `idf` of the term, `tf` its count there, `norm`
+/// the document's length normalisation `k1 (1 - b + b len / avg_len)`.
+fn term_score(idf: f32, tf: f32, norm: f32) -> f32 {
+    idf * tf * (K1 + 1.0) / (tf + norm)
 }
 
 impl Bm25 {
@@ -180,7 +186,7 @@ impl Bm25 {
             .into_iter()
             .map(|(t, tf)| {
                 let tf = tf as f32;
-                self.idf[t as usize] * tf * (K1 + 1.0) / (tf + norm)
+                term_score(self.idf[t as usize], tf, norm)
             })
             .sum()
     }

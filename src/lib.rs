@@ -28,3 +28,4 @@ pub mod lexical;
 pub mod rank;
 pub mod refresh;
 pub mod report;
+pub mod testing;

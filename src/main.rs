@@ -14,7 +14,7 @@ use relink::embed::{Precision, DEFAULT_BATCH_SIZE};
 use relink::engine::{default_state_dir, EmbedderChoice, Engine, EngineSettings, Timings};
 use relink::eval::{self, Baseline};
 use relink::index::{HnswParams, SearchMode};
-use relink::rank::{ArticleKey, Query, RankOptions, Scored};
+use relink::rank::{RankOptions, RankOverrides, Scored};
 
 /// Keeps the related-article lists of a news archive fresh.
 #[derive(Parser)]
@@ -103,42 +103,8 @@ struct EvalArgs {
 /// the defaults shown here (chosen with `relink eval --sweep` on diablo4).
 #[derive(Args, Clone, Default)]
 struct CommonArgs {
-    /// Entries per related list [default: 5].
-    #[arg(short = 'k', long = "top", value_name = "K")]
-    k: Option<usize>,
-    /// Candidates taken from the vector index and from BM25, each [default: 200].
-    #[arg(long)]
-    pool: Option<usize>,
-    /// Never recommend below this embedding cosine [default: 0.2].
-    #[arg(long)]
-    min_similarity: Option<f32>,
-    /// Share of title BM25 in the similarity, 0..1 [default: 0.6].
-    #[arg(long)]
-    lexical_weight: Option<f32>,
-    /// Days after an article at which a candidate's weight halves; 0 disables [default: 30].
-    #[arg(long, value_name = "DAYS")]
-    half_life_after: Option<f32>,
-    /// Days before an article at which a candidate's weight halves; 0 disables [default: 1].
-    #[arg(long, value_name = "DAYS")]
-    half_life_before: Option<f32>,
-    /// Time weight when either article has no date [default: 0.5].
-    #[arg(long)]
-    undated_factor: Option<f32>,
-    /// Drop candidates published more than DAYS after the article; 0 = no limit [default: 0].
-    #[arg(long, value_name = "DAYS")]
-    window_after: Option<f32>,
-    /// Drop candidates published more than DAYS before the article; 0 = no limit [default: 0].
-    #[arg(long, value_name = "DAYS")]
-    window_before: Option<f32>,
-    /// Weight of the provider's quality score, 0 ignores it [default: 0.1].
-    #[arg(long)]
-    quality_weight: Option<f32>,
-    /// Cosine at which two articles count as near-duplicates [default: 0.99].
-    #[arg(long)]
-    duplicate: Option<f32>,
-    /// Never recommend an article from the same provider.
-    #[arg(long)]
-    exclude_same_provider: bool,
+    #[command(flatten)]
+    rank: RankOverrides,
     /// Brute-force search instead of the index (same as --search exact).
     #[arg(long)]
     exact: bool,
@@ -180,35 +146,19 @@ impl CommonArgs {
     /// `writes`: the command writes to the corpus folder (refresh), so its state may go there.
     fn resolve(&self, corpus: &Path, writes: bool) -> Result<Resolved> {
         let file = FileConfig::load(corpus)?;
+        // Values given on the command line are checked here, so the message names the flag;
+        // relink.toml's values were checked as the file was read.
+        self.rank
+            .validate(|name| match name {
+                "k" => "--top".to_string(),
+                other => format!("--{other}"),
+            })
+            .map_err(anyhow::Error::msg)?;
         let mut rank = RankOptions::default();
-        file.apply(&mut rank);
-        // Each value given on the command line is checked against its range here, so the
-        // message names the flag; relink.toml's values are checked as the file is read.
-        macro_rules! take {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field {
-                let name = stringify!($field).replace('_', "-");
-                relink::rank::check_option(&name, v as f64).map_err(|e| {
-                    let flag = if name == "k" { "top".to_string() } else { name.clone() };
-                    anyhow::anyhow!("--{flag} {v}: {e}")
-                })?;
-                rank.$field = v;
-            } )* };
-        }
-        take!(
-            k,
-            pool,
-            min_similarity,
-            lexical_weight,
-            half_life_after,
-            half_life_before,
-            undated_factor,
-            window_after,
-            window_before,
-            quality_weight,
-            duplicate
-        );
-        if self.exclude_same_provider {
-            rank.exclude_same_provider = true;
+        file.rank.then(&self.rank).apply(&mut rank);
+        if let Some(n) = self.batch_size {
+            relink::config::check_batch_size(n)
+                .map_err(|e| anyhow::anyhow!("--batch-size {n}: {e}"))?;
         }
         let search = if self.exact {
             SearchMode::Exact
@@ -220,10 +170,6 @@ impl CommonArgs {
             .clone()
             .or(file.model)
             .unwrap_or_else(default_model_dir);
-        if let Some(n) = self.batch_size {
-            relink::config::check_batch_size(n)
-                .map_err(|e| anyhow::anyhow!("--batch-size {n}: {e}"))?;
-        }
         let state_dir = self
             .cache
             .clone()
@@ -550,35 +496,9 @@ fn cmd_related(args: RelatedArgs) -> Result<ExitCode> {
         );
     } else {
         let date = args.date.as_deref().map(parse_date).transpose()?;
-        let mut embedder = resolved
-            .engine
-            .embedder
-            .load(&engine.embed_stats.model_id)?;
-        let v = embedder.embed(&[args.query.as_str()])?;
-        let q = Query {
-            vector: v.row(0),
-            index: None,
-            key: ArticleKey {
-                date,
-                title: relink::rank::normalize_title(&args.query),
-                quality: 0.5,
-                ..ArticleKey::default()
-            },
-            lexical: engine.bm25.scores_for_text(&args.query),
-            lexical_self: engine.bm25.query_self_score(&args.query),
-        };
-        let ranker = if date.is_none() {
-            engine.ranker(RankOptions {
-                half_life_after: 0.0,
-                half_life_before: 0.0,
-                undated_factor: 1.0,
-                ..resolved.rank.clone()
-            })
-        } else {
-            ranker
-        };
-        let neighbours = engine.index.search(q.vector, ranker.options.pool);
-        (args.query.clone(), ranker.rank(&q, &neighbours))
+        let list =
+            engine.rank_text(&args.query, date, &resolved.rank, &resolved.engine.embedder)?;
+        (args.query.clone(), list)
     };
     print_related(&engine, &title, &list, args.json)?;
     Ok(ExitCode::SUCCESS)

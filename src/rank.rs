@@ -105,61 +105,6 @@ impl RankOptions {
             ..self.cosine_only()
         }
     }
-
-    /// Checks every option against its valid range (see [`check_option`]).
-    pub fn validate(&self) -> Result<(), String> {
-        let v =
-            |name: &str, x: f64| check_option(name, x).map_err(|e| format!("{name} = {x}: {e}"));
-        v("k", self.k as f64)?;
-        v("pool", self.pool as f64)?;
-        v("min-similarity", self.min_similarity.into())?;
-        v("lexical-weight", self.lexical_weight.into())?;
-        v("half-life-after", self.half_life_after.into())?;
-        v("half-life-before", self.half_life_before.into())?;
-        v("undated-factor", self.undated_factor.into())?;
-        v("window-after", self.window_after.into())?;
-        v("window-before", self.window_before.into())?;
-        v("quality-weight", self.quality_weight.into())?;
-        v("duplicate", self.duplicate.into())?;
-        Ok(())
-    }
-
-    /// Sets one option from its name (as in `--sweep name=v1,v2` and `relink.toml`); a value
-    /// out of the option's range is refused.
-    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
-        if let Ok(x) = value.trim().parse::<f64>() {
-            check_option(name, x).map_err(|e| format!("{name} = {value}: {e}"))?;
-        }
-        let f = || {
-            value
-                .parse::<f32>()
-                .map_err(|e| format!("{name}={value}: {e}"))
-        };
-        let u = || {
-            value
-                .parse::<usize>()
-                .map_err(|e| format!("{name}={value}: {e}"))
-        };
-        match name {
-            "k" => self.k = u()?,
-            "pool" => self.pool = u()?,
-            "min-similarity" => self.min_similarity = f()?,
-            "lexical-weight" => self.lexical_weight = f()?,
-            "half-life-after" => self.half_life_after = f()?,
-            "half-life-before" => self.half_life_before = f()?,
-            "undated-factor" => self.undated_factor = f()?,
-            "window-after" => self.window_after = f()?,
-            "window-before" => self.window_before = f()?,
-            "quality-weight" => self.quality_weight = f()?,
-            "duplicate" => self.duplicate = f()?,
-            "exclude-same-provider" => {
-                self.exclude_same_provider =
-                    value.parse().map_err(|e| format!("{name}={value}: {e}"))?
-            }
-            _ => return Err(format!("unknown ranking option `{name}`")),
-        }
-        Ok(())
-    }
 }
 
 /// The valid range of each numeric ranking option, inclusive. Counts start at 1 (a list of 0
@@ -192,6 +137,178 @@ pub fn check_option(name: &str, value: f64) -> Result<(), String> {
         return Err(format!("out of range: must be between {min} and {max}"));
     }
     Ok(())
+}
+
+/// Calls `$then!` with every overridable ranking option: its field and its kebab-case name, as
+/// used on the command line, in `relink.toml` and by `--sweep`. The one list of them.
+macro_rules! with_rank_options {
+    ($then:ident) => {
+        $then!(
+            k: "k",
+            pool: "pool",
+            min_similarity: "min-similarity",
+            lexical_weight: "lexical-weight",
+            half_life_after: "half-life-after",
+            half_life_before: "half-life-before",
+            undated_factor: "undated-factor",
+            window_after: "window-after",
+            window_before: "window-before",
+            quality_weight: "quality-weight",
+            duplicate: "duplicate",
+            exclude_same_provider: "exclude-same-provider"
+        )
+    };
+}
+
+/// Ranking options given on the command line or in `relink.toml`: each one set replaces the
+/// default. The help text's defaults are [`RankOptions::default`]'s (a test checks it).
+#[derive(Clone, Debug, Default, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RankOverrides {
+    /// Entries per related list [default: 5].
+    #[arg(short = 'k', long = "top", value_name = "K")]
+    pub k: Option<usize>,
+    /// Candidates taken from the vector index and from BM25, each [default: 200].
+    #[arg(long)]
+    pub pool: Option<usize>,
+    /// Never recommend below this embedding cosine [default: 0.2].
+    #[arg(long, allow_negative_numbers = true)]
+    pub min_similarity: Option<f32>,
+    /// Share of title BM25 in the similarity, 0..1 [default: 0.6].
+    #[arg(long)]
+    pub lexical_weight: Option<f32>,
+    /// Days after an article at which a candidate's weight halves; 0 disables [default: 30].
+    #[arg(long, value_name = "DAYS")]
+    pub half_life_after: Option<f32>,
+    /// Days before an article at which a candidate's weight halves; 0 disables [default: 1].
+    #[arg(long, value_name = "DAYS")]
+    pub half_life_before: Option<f32>,
+    /// Time weight when either article has no date [default: 0.5].
+    #[arg(long)]
+    pub undated_factor: Option<f32>,
+    /// Drop candidates published more than DAYS after the article; 0 = no limit [default: 0].
+    #[arg(long, value_name = "DAYS")]
+    pub window_after: Option<f32>,
+    /// Drop candidates published more than DAYS before the article; 0 = no limit [default: 0].
+    #[arg(long, value_name = "DAYS")]
+    pub window_before: Option<f32>,
+    /// Weight of the provider's quality score, 0 ignores it [default: 0.1].
+    #[arg(long)]
+    pub quality_weight: Option<f32>,
+    /// Cosine at which two articles count as near-duplicates [default: 0.99].
+    #[arg(long)]
+    pub duplicate: Option<f32>,
+    /// Never recommend an article from the same provider.
+    #[arg(long, num_args = 0, default_missing_value = "true")]
+    pub exclude_same_provider: Option<bool>,
+}
+
+/// A value that can be checked against an option's range.
+trait OptionValue: Copy + std::fmt::Display {
+    fn as_f64(self) -> Option<f64>;
+}
+
+impl OptionValue for usize {
+    fn as_f64(self) -> Option<f64> {
+        Some(self as f64)
+    }
+}
+
+impl OptionValue for f32 {
+    fn as_f64(self) -> Option<f64> {
+        Some(self.into())
+    }
+}
+
+impl OptionValue for bool {
+    fn as_f64(self) -> Option<f64> {
+        None
+    }
+}
+
+impl RankOverrides {
+    /// One option from its name and text value (`--sweep name=v`, or a `relink.toml` key).
+    pub fn parse(name: &str, value: &str) -> Result<RankOverrides, String> {
+        let value = value.trim();
+        // Through TOML, so that names, types and messages are the ones relink.toml gets.
+        let bare = value.parse::<f64>().is_ok() || value == "true" || value == "false";
+        let line = if bare {
+            format!("{name} = {value}")
+        } else {
+            format!("{name} = {value:?}")
+        };
+        let o: RankOverrides = toml::from_str(&line).map_err(|e| {
+            let msg = e.message().to_string();
+            if msg.contains("unknown field") {
+                format!("unknown ranking option `{name}`")
+            } else {
+                format!("{name}={value}: {msg}")
+            }
+        })?;
+        o.validate(|n| format!("{n} ="))?;
+        Ok(o)
+    }
+
+    /// Checks every option set against its range; `label(name)` says how the option was given
+    /// (`--top`, `relink.toml: k`), for the message.
+    pub fn validate(&self, label: impl Fn(&str) -> String) -> Result<(), String> {
+        macro_rules! check {
+            ($($field:ident: $name:literal),*) => { $(
+                if let Some(v) = self.$field {
+                    if let Some(x) = OptionValue::as_f64(v) {
+                        check_option($name, x).map_err(|e| format!("{} {v}: {e}", label($name)))?;
+                    }
+                }
+            )* };
+        }
+        with_rank_options!(check);
+        Ok(())
+    }
+
+    /// Sets in `options` every option set here.
+    pub fn apply(&self, options: &mut RankOptions) {
+        macro_rules! take {
+            ($($field:ident: $name:literal),*) => { $(
+                if let Some(v) = self.$field {
+                    options.$field = v;
+                }
+            )* };
+        }
+        with_rank_options!(take);
+    }
+
+    /// These options, with those set in `over` replacing them.
+    pub fn then(&self, over: &RankOverrides) -> RankOverrides {
+        let mut out = self.clone();
+        macro_rules! merge {
+            ($($field:ident: $name:literal),*) => { $(
+                if over.$field.is_some() {
+                    out.$field = over.$field;
+                }
+            )* };
+        }
+        with_rank_options!(merge);
+        out
+    }
+}
+
+impl RankOptions {
+    /// Sets one option from its name (as in `--sweep name=v1,v2`); a value out of the option's
+    /// range is refused.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        RankOverrides::parse(name, value)?.apply(self);
+        Ok(())
+    }
+
+    /// Checks every option against its range.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut all = RankOverrides::default();
+        macro_rules! every {
+            ($($field:ident: $name:literal),*) => { $( all.$field = Some(self.$field); )* };
+        }
+        with_rank_options!(every);
+        all.validate(|n| n.to_string())
+    }
 }
 
 /// What the ranker needs of each article.
@@ -251,15 +368,7 @@ pub fn normalize_url(url: &str) -> String {
     u.trim_end_matches('/').to_lowercase()
 }
 
-/// A title compared case-, accent-of-punctuation- and space-insensitively.
-pub fn normalize_title(title: &str) -> String {
-    title
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use crate::article::normalize_title;
 
 /// One recommended article and why.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

@@ -633,3 +633,79 @@ fn the_hnsw_graph_is_kept_and_reused_only_for_the_same_vectors() {
     assert!(!rebuilt.index_reused);
     assert!(build().index_reused);
 }
+
+#[test]
+fn free_text_is_ranked_against_the_corpus_without_time_unless_dated() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    article(
+        d,
+        "a.md",
+        "Harbour bridge reopens after the storm",
+        "2023-01-02T10:00:00Z",
+        "https://x.example/a",
+        "p1",
+        None,
+    );
+    article(
+        d,
+        "b.md",
+        "Museum opens a new wing",
+        "2023-01-03T10:00:00Z",
+        "https://x.example/b",
+        "p2",
+        None,
+    );
+    article(
+        d,
+        "c.md",
+        "Storm closes the harbour bridge",
+        "2021-01-03T10:00:00Z",
+        "https://x.example/c",
+        "p3",
+        None,
+    );
+    let e = engine(d, SearchMode::Exact);
+    let choice = EmbedderChoice::Hash { dim: 256 };
+    let list = e
+        .rank_text(
+            "harbour bridge storm",
+            None,
+            &RankOptions::default(),
+            &choice,
+        )
+        .unwrap();
+    let titles: Vec<&str> = list
+        .iter()
+        .map(|s| e.corpus.articles[s.index].title.as_str())
+        .collect();
+    assert!(
+        titles.len() >= 2 && !titles.contains(&"Museum opens a new wing"),
+        "{titles:?}"
+    );
+    assert!(
+        list.iter().all(|s| s.time == 1.0),
+        "undated text weighs no time"
+    );
+    // Dated: the article published the same day outranks the one two years older.
+    let date = chrono::DateTime::parse_from_rfc3339("2023-01-02T12:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let with_time = e
+        .rank_text(
+            "harbour bridge storm",
+            Some(date),
+            &RankOptions::default(),
+            &choice,
+        )
+        .unwrap();
+    assert_eq!(
+        e.corpus.articles[with_time[0].index].title,
+        "Harbour bridge reopens after the storm"
+    );
+    for s in &with_time {
+        if e.corpus.articles[s.index].title == "Storm closes the harbour bridge" {
+            assert!(s.time < 0.01, "two years before the text: {}", s.time);
+        }
+    }
+}
