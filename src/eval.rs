@@ -28,9 +28,26 @@ pub struct LinkStats {
     pub to_itself: usize,
 }
 
+/// How many articles hold a reference list, by who wrote it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReferenceLists {
+    /// Lists relink did not write (an editor's, or another tool's): the ones scored.
+    pub human: usize,
+    /// Lists equal to what relink last wrote there (see [`crate::state`]): never scored.
+    pub written_by_relink: usize,
+    /// No list, or an empty one.
+    pub empty: usize,
+}
+
 /// Builds each article's reference from its `related` list: entries are resolved by webUrl,
-/// else by normalised title. `None` for articles with nothing to score.
-pub fn references_from_related(articles: &[Article]) -> (Vec<Option<Reference>>, LinkStats) {
+/// else by normalised title. `None` for articles with nothing to score, and for articles whose
+/// list relink wrote itself (`written_by_relink(position)`): grading relink against its own
+/// output would measure nothing.
+pub fn references_from_related(
+    articles: &[Article],
+    written_by_relink: &dyn Fn(usize) -> bool,
+) -> (Vec<Option<Reference>>, LinkStats, ReferenceLists) {
+    let mut lists = ReferenceLists::default();
     let mut by_url: HashMap<String, Vec<usize>> = HashMap::new();
     let mut by_title: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, a) in articles.iter().enumerate() {
@@ -53,6 +70,15 @@ pub fn references_from_related(articles: &[Article]) -> (Vec<Option<Reference>>,
         .enumerate()
         .map(|(i, a)| {
             let list = a.related.as_deref().unwrap_or(&[]);
+            if list.is_empty() {
+                lists.empty += 1;
+                return None;
+            }
+            if written_by_relink(i) {
+                lists.written_by_relink += 1;
+                return None;
+            }
+            lists.human += 1;
             let own_url = a.web_url.as_deref().map(normalize_url);
             let own_title = normalize_title(&a.title);
             let mut seen = HashSet::new();
@@ -94,7 +120,7 @@ pub fn references_from_related(articles: &[Article]) -> (Vec<Option<Reference>>,
             (!reference.is_empty()).then_some(reference)
         })
         .collect();
-    (refs, stats)
+    (refs, stats, lists)
 }
 
 /// Builds references from topic labels (`file-name<TAB>label` lines): every other article with

@@ -348,6 +348,21 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     for e in &report.write_errors {
         eprintln!("relink: not written: {e}");
     }
+    if !report.written.is_empty() {
+        // Remembered so that `eval` never takes these lists for references.
+        let state_dir = &resolved.engine.state_dir;
+        let mut record = relink::state::WrittenLists::load(state_dir);
+        for &(i, hash) in &report.written {
+            let key = relink::state::article_key(&engine.corpus.root, &engine.corpus.articles[i]);
+            record.record(key, hash);
+        }
+        if let Err(e) = record.save(state_dir) {
+            eprintln!(
+                "relink: warning: {}: {e}",
+                state_dir.join(relink::state::WRITTEN_LISTS).display()
+            );
+        }
+    }
 
     let mut out = io::stdout().lock();
     if args.dry_run {
@@ -585,6 +600,19 @@ fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<()>
     Ok(())
 }
 
+/// `n` with thousands separated by commas, as the README's figures are.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -612,6 +640,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         .map(|s| eval::parse_sweep(s).map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
     let (engine, resolved, _lock) = build_engine(&args.path, &args.common, false, "eval")?;
+    let mut reference_lists = None;
     let (references, links) = match &args.labels {
         Some(path) => {
             let text = relink::fsutil::read_regular_string(path)
@@ -622,7 +651,30 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
             (refs, None)
         }
         None => {
-            let (refs, links) = eval::references_from_related(&engine.corpus.articles);
+            let written = relink::state::WrittenLists::load(&resolved.engine.state_dir);
+            let articles = &engine.corpus.articles;
+            let by_relink = |i: usize| {
+                let a = &articles[i];
+                let key = relink::state::article_key(&engine.corpus.root, a);
+                written.is_relinks(&key, a.related.as_deref().unwrap_or(&[]))
+            };
+            let (refs, links, lists) = eval::references_from_related(articles, &by_relink);
+            if lists.written_by_relink > 0 {
+                eprintln!(
+                    "relink: {} of {} reference lists were written by relink and are not scored",
+                    thousands(lists.written_by_relink),
+                    thousands(lists.written_by_relink + lists.human)
+                );
+            }
+            if lists.human == 0 && lists.written_by_relink > 0 {
+                eprintln!(
+                    "relink: error: {}: nothing left to score: every list in the files is one relink wrote. \
+                     Score against topic labels (--labels FILE.tsv), or run eval on a copy of the corpus made before its first refresh.",
+                    args.path.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            reference_lists = Some(lists);
             (refs, Some(links))
         }
     };
@@ -652,6 +704,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         "corpus": { "path": args.path.display().to_string(), "articles": engine.corpus.articles.len(), "skipped": engine.corpus.errors.len() },
         "k": ks,
         "links": links,
+        "reference_lists": reference_lists,
     }) {
         serde_json::Value::Object(map) => map,
         _ => unreachable!("a JSON object literal"),
@@ -697,6 +750,13 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
             engine.corpus.articles.len(),
             scored
         )?;
+        if let Some(r) = &reference_lists {
+            writeln!(
+                out,
+                "reference lists: {} by hand (scored), {} written by relink (not scored), {} empty",
+                r.human, r.written_by_relink, r.empty
+            )?;
+        }
         if let Some(l) = &links {
             writeln!(out, "reference links: {} in all, {} to corpus articles (scored), {} outside the corpus, {} to the article itself", l.links, l.resolved, l.outside, l.to_itself)?;
         }

@@ -37,6 +37,8 @@ pub struct RefreshReport {
     pub unchanged: usize,
     /// Files that could not be written.
     pub write_errors: Vec<ReadError>,
+    /// The lists written: article position and [`crate::state::list_hash`] of its new list.
+    pub written: Vec<(usize, u64)>,
 }
 
 /// Picks the articles named by `only` (paths or webUrls); an empty `only` means all of them.
@@ -145,6 +147,11 @@ pub fn refresh(
         .flat_map(|f| f.articles.iter().copied())
         .collect();
     report.changes.retain(|c| !failed.contains(&c.article));
+    report.written = to_write
+        .iter()
+        .filter(|(i, _)| !failed.contains(i))
+        .map(|(i, list)| (*i, crate::state::list_hash(list)))
+        .collect();
     report.write_errors = failures.into_iter().map(|f| f.error).collect();
     report
 }

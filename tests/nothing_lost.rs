@@ -25,34 +25,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `n` articles in ten stories: each story's articles share words, so every list has entries.
-fn story_corpus(dir: &Path, n: usize) -> PathBuf {
-    fs::create_dir_all(dir).unwrap();
-    let words = [
-        "harbour",
-        "election",
-        "vaccine",
-        "bridge",
-        "drought",
-        "museum",
-        "merger",
-        "storm",
-        "festival",
-        "satellite",
-    ];
-    for i in 0..n {
-        let w = words[i % words.len()];
-        let text = format!(
-            "---\ntitle: \"{w} news {i}: the {w} story goes on\"\nexcerpt: \"More on the {w} and what it means, part {i}.\"\npublishedDateTime: 2023-03-{:02}T10:00:00Z\nwebUrl: \"https://example.com/{w}/{i}\"\nprovider:\n  name: P{}\n  domain: p{}.example\n---\nBody of article {i}.\n",
-            1 + i % 28,
-            i % 7,
-            i % 7
-        );
-        fs::write(dir.join(format!("a{i:04}.md")), text).unwrap();
-    }
-    dir.to_path_buf()
-}
-
 fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -89,7 +61,7 @@ fn relink_within(args: &[&str], limit: Duration) -> Output {
 #[test]
 fn edits_made_while_relink_writes_are_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let d = story_corpus(&dir.path().join("c"), 240);
+    let d = common::story_corpus(&dir.path().join("c"), 240);
     let stop = AtomicBool::new(false);
     let appended = std::thread::scope(|s| {
         let appender = s.spawn(|| {
@@ -143,7 +115,7 @@ fn edits_made_while_relink_writes_are_kept() {
 #[test]
 fn a_second_writer_waits_or_exits_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let d = story_corpus(&dir.path().join("c"), 20);
+    let d = common::story_corpus(&dir.path().join("c"), 20);
     let lock = relink::fsutil::FolderLock::acquire(
         &d.join(".relink"),
         "relink refresh (test)",
@@ -188,7 +160,7 @@ fn owner_group_and_mode_are_kept() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let d = story_corpus(&dir.path().join("c"), 20);
+    let d = common::story_corpus(&dir.path().join("c"), 20);
     let file = d.join("a0003.md");
     std::os::unix::fs::chown(&file, Some(65534), Some(65533)).unwrap();
     fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
@@ -206,9 +178,9 @@ fn owner_group_and_mode_are_kept() {
 #[test]
 fn a_symbolic_link_never_leads_a_write_out_of_the_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let d = story_corpus(&dir.path().join("c"), 20);
+    let d = common::story_corpus(&dir.path().join("c"), 20);
     let outside_dir = dir.path().join("elsewhere");
-    story_corpus(&outside_dir, 3);
+    common::story_corpus(&outside_dir, 3);
     let outside = outside_dir.join("a0001.md");
     let before = fs::read(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, d.join("zz_out.md")).unwrap();
@@ -234,7 +206,7 @@ fn a_symbolic_link_never_leads_a_write_out_of_the_folder() {
 #[test]
 fn hard_links_are_reported_not_split() {
     let dir = tempfile::tempdir().unwrap();
-    let d = story_corpus(&dir.path().join("c"), 20);
+    let d = common::story_corpus(&dir.path().join("c"), 20);
     let other = dir.path().join("other-name.md");
     fs::hard_link(d.join("a0004.md"), &other).unwrap();
     let before = fs::read(&other).unwrap();
@@ -250,7 +222,7 @@ fn hard_links_are_reported_not_split() {
 #[test]
 fn leftover_temporary_files_are_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let d = story_corpus(&dir.path().join("c"), 20);
+    let d = common::story_corpus(&dir.path().join("c"), 20);
     fs::create_dir_all(d.join(".relink")).unwrap();
     let prefix = relink::fsutil::TEMP_PREFIX;
     for p in [
@@ -278,7 +250,7 @@ fn leftover_temporary_files_are_removed() {
 #[test]
 fn a_damaged_graph_dump_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
-    let d = story_corpus(&dir.path().join("c"), 60);
+    let d = common::story_corpus(&dir.path().join("c"), 60);
     let p = d.to_str().unwrap();
     let out = relink(&["refresh", p, "--quiet", "--search", "hnsw"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -327,7 +299,7 @@ fn fifos_are_refused_not_waited_on() {
         text(&out.stderr)
     );
 
-    let d = story_corpus(&dir.path().join("c"), 10);
+    let d = common::story_corpus(&dir.path().join("c"), 10);
     mkfifo(&d.join("relink.toml"));
     let out = relink_within(&["refresh", d.to_str().unwrap()], limit);
     let stderr = text(&out.stderr);
@@ -354,7 +326,7 @@ fn fifos_are_refused_not_waited_on() {
 #[test]
 fn out_of_range_options_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let d = story_corpus(&dir.path().join("c"), 10);
+    let d = common::story_corpus(&dir.path().join("c"), 10);
     let p = d.to_str().unwrap();
     let before = common::snapshot(&d);
     for (args, expect) in [
@@ -395,7 +367,7 @@ fn out_of_range_options_are_refused() {
 #[test]
 fn related_of_a_missing_file_is_an_error_unless_text_is_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let d = story_corpus(&dir.path().join("c"), 10);
+    let d = common::story_corpus(&dir.path().join("c"), 10);
     let out = relink(&["related", "typo.md", "--corpus", d.to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -432,7 +404,7 @@ fn failures_leave_no_trace_and_say_things_once() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!empty.join(".relink").exists());
 
-    let d = story_corpus(&dir.path().join("c"), 10);
+    let d = common::story_corpus(&dir.path().join("c"), 10);
     let blocker = dir.path().join("a-file");
     fs::write(&blocker, "").unwrap();
     let state = blocker.join("state");
@@ -453,7 +425,7 @@ fn failures_leave_no_trace_and_say_things_once() {
 #[test]
 fn an_oversized_excerpt_is_not_copied_into_every_list() {
     let dir = tempfile::tempdir().unwrap();
-    let d = story_corpus(&dir.path().join("c"), 30);
+    let d = common::story_corpus(&dir.path().join("c"), 30);
     let big = format!(
         "---\ntitle: \"harbour news 999: the harbour story goes on\"\nexcerpt: \"{}\"\npublishedDateTime: 2023-03-02T10:00:00Z\n---\n",
         "harbour story words ".repeat(20_000)

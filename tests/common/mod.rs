@@ -98,3 +98,31 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> PathBuf {
     }
     to.to_path_buf()
 }
+
+/// `n` articles in ten stories: each story's articles share words, so every list has entries.
+pub fn story_corpus(dir: &std::path::Path, n: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let words = [
+        "harbour",
+        "election",
+        "vaccine",
+        "bridge",
+        "drought",
+        "museum",
+        "merger",
+        "storm",
+        "festival",
+        "satellite",
+    ];
+    for i in 0..n {
+        let w = words[i % words.len()];
+        let text = format!(
+            "---\ntitle: \"{w} news {i}: the {w} story goes on\"\nexcerpt: \"More on the {w} and what it means, part {i}.\"\npublishedDateTime: 2023-03-{:02}T10:00:00Z\nwebUrl: \"https://example.com/{w}/{i}\"\nprovider:\n  name: P{}\n  domain: p{}.example\n---\nBody of article {i}.\n",
+            1 + i % 28,
+            i % 7,
+            i % 7
+        );
+        std::fs::write(dir.join(format!("a{i:04}.md")), text).unwrap();
+    }
+    dir.to_path_buf()
+}

@@ -1,0 +1,93 @@
+//! What relink remembers about the lists it wrote (`written-lists.tsv` in the state folder), so
+//! that `eval` never grades relink against its own output.
+//!
+//! After a refresh, the lists in the files are relink's: scoring against them would measure
+//! relink's consistency and call it quality. Each line of the file is
+//! `<article key>\t<xxh3 of the list as JSON>`; the key is the article's path relative to the
+//! corpus (a JSON Lines article: its URL, else its title). A reference list is relink's when its
+//! hash is the one recorded for its article, or any hash relink recorded (so a renamed file is
+//! still recognised). Lists an editor changed by hand no longer match and are scored again.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use crate::article::{Article, Related, Source};
+
+/// Name of the record in the state folder.
+pub const WRITTEN_LISTS: &str = "written-lists.tsv";
+
+/// The hash a list is recorded under.
+pub fn list_hash(entries: &[Related]) -> u64 {
+    let json = serde_json::to_vec(entries).unwrap_or_default();
+    xxhash_rust::xxh3::xxh3_64(&json)
+}
+
+/// The key an article's list is recorded under.
+pub fn article_key(root: &Path, article: &Article) -> String {
+    match &article.source {
+        Source::File(path) => path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned(),
+        Source::JsonLine { .. } => article
+            .web_url
+            .clone()
+            .unwrap_or_else(|| article.title.clone()),
+    }
+    .replace(['\t', '\n'], " ")
+}
+
+/// The lists relink wrote, by article.
+#[derive(Clone, Debug, Default)]
+pub struct WrittenLists {
+    by_key: HashMap<String, u64>,
+    all: HashSet<u64>,
+}
+
+impl WrittenLists {
+    /// Reads the record in `state_dir`; none (or an unreadable one) is an empty record.
+    pub fn load(state_dir: &Path) -> WrittenLists {
+        let mut out = WrittenLists::default();
+        let Ok(text) = crate::fsutil::read_regular_string(&state_dir.join(WRITTEN_LISTS)) else {
+            return out;
+        };
+        for line in text.lines() {
+            if let Some((key, hash)) = line.rsplit_once('\t') {
+                if let Ok(h) = u64::from_str_radix(hash, 16) {
+                    out.by_key.insert(key.to_string(), h);
+                    out.all.insert(h);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `entries`, held by the article of `key`, are a list relink wrote.
+    pub fn is_relinks(&self, key: &str, entries: &[Related]) -> bool {
+        let h = list_hash(entries);
+        self.by_key.get(key) == Some(&h) || self.all.contains(&h)
+    }
+
+    /// Notes that relink wrote the list of hash `hash` for the article of `key`.
+    pub fn record(&mut self, key: String, hash: u64) {
+        self.all.insert(hash);
+        self.by_key.insert(key, hash);
+    }
+
+    /// Writes the record into `state_dir` (atomically). Hashes no article holds any more are
+    /// dropped.
+    pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+        let mut keys: Vec<(&String, &u64)> = self.by_key.iter().collect();
+        keys.sort();
+        let mut text = String::with_capacity(keys.len() * 48);
+        for (k, h) in keys {
+            text.push_str(&format!("{k}\t{h:016x}\n"));
+        }
+        crate::fsutil::write_new(&state_dir.join(WRITTEN_LISTS), text.as_bytes())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
