@@ -166,13 +166,9 @@ fn copy_owner_and_mode(temp: &File, meta: &fs::Metadata) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// A temporary file beside `target` holding `bytes`, synced, with the owner and mode of `meta`.
-fn write_temp(
-    target: &Path,
-    bytes: &[u8],
-    meta: &fs::Metadata,
-) -> Result<tempfile::NamedTempFile, WriteError<std::convert::Infallible>> {
-    let dir = match target.parent() {
+/// A new temporary file in `path`'s folder (named [`TEMP_PREFIX`]...) holding `bytes`.
+fn temp_beside(path: &Path, bytes: &[u8]) -> io::Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
@@ -181,6 +177,16 @@ fn write_temp(
         .tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.flush()?;
+    Ok(temp)
+}
+
+/// A temporary file beside `target` holding `bytes`, synced, with the owner and mode of `meta`.
+fn write_temp(
+    target: &Path,
+    bytes: &[u8],
+    meta: &fs::Metadata,
+) -> Result<tempfile::NamedTempFile, WriteError<std::convert::Infallible>> {
+    let temp = temp_beside(target, bytes)?;
     copy_owner_and_mode(temp.as_file(), meta).map_err(WriteError::Refused)?;
     temp.as_file().sync_all()?;
     Ok(temp)
@@ -325,15 +331,7 @@ pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<(), WriteError<E>> {
 /// Writes a file relink owns (state, reports) through a temporary file and a rename. A new file
 /// gets the mode the umask gives, as any other program's output; an existing one keeps its mode.
 pub fn write_new(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)?;
-    temp.write_all(contents)?;
-    temp.flush()?;
+    let temp = temp_beside(path, contents)?;
     let mode = match fs::metadata(path) {
         Ok(m) => m.mode() & 0o7777,
         Err(_) => 0o666 & !umask(),

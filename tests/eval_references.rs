@@ -5,22 +5,11 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use relink::article::Related;
 
-fn relink(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_relink"))
-        .args(args)
-        .arg("--test-embedder")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{relink_test_embedder as relink, text};
 
 #[test]
 fn lists_relink_wrote_are_not_references_and_hand_edited_ones_are() {

@@ -12,18 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-fn relink(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_relink"))
-        .args(args)
-        .arg("--test-embedder")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{relink_test_embedder as relink, text};
 
 fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.

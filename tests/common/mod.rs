@@ -126,3 +126,18 @@ pub fn story_corpus(dir: &std::path::Path, n: usize) -> PathBuf {
     }
     dir.to_path_buf()
 }
+
+/// Runs the relink binary with the bag-of-words test embedder (no model is loaded).
+pub fn relink_test_embedder(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_relink"))
+        .args(args)
+        .arg("--test-embedder")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
