@@ -7,7 +7,7 @@
 CARGO ?= cargo
 DEMO  := target/demo-seeds
 
-.PHONY: run test deps libtorch models build bench bench-refresh lint clean-demo
+.PHONY: run test deps libtorch models build bench bench-refresh bench-scale lint clean-demo
 
 run: deps
 	$(CARGO) build --release
@@ -47,6 +47,11 @@ bench: deps
 
 bench-refresh: build
 	scripts/bench-refresh.sh
+
+# Archive scale with the test embedder: make bench-scale N=100000 [RUNS=3]
+N ?= 20000
+bench-scale: deps
+	RELINK_SCALE_N=$(N) $(CARGO) bench --bench scale
 
 lint: deps
 	$(CARGO) fmt --check
