@@ -122,8 +122,10 @@ pub fn read_corpus(path: &Path) -> Result<Corpus, ReadError> {
 
 /// Reads one front-matter file.
 pub fn read_article(path: &Path) -> Result<Article, ReadError> {
-    let bytes = read_regular(path).map_err(|e| ReadError::io(path, e))?;
-    article_from_bytes(path, &bytes)
+    let (bytes, stamp) = fsutil::read_regular_stamped(path).map_err(|e| ReadError::io(path, e))?;
+    let mut article = article_from_bytes(path, &bytes)?;
+    article.stamp = Some(stamp);
+    Ok(article)
 }
 
 /// The edit [`rewrite`] makes to a front-matter file: splice `entries` into whatever the file
@@ -222,6 +224,15 @@ fn write_related_unsettled(
 /// [`fsutil::settle`]): a writer that had one open gets that long to finish its write.
 const SETTLE_ROUND: usize = 256;
 
+/// What [`Corpus::write_lists`] did.
+#[derive(Clone, Debug, Default)]
+pub struct Written {
+    /// The lists that could not be written.
+    pub failures: Vec<WriteFailure>,
+    /// Files written: article position and the new file's stamp (front-matter files).
+    pub stamps: Vec<(usize, fsutil::FileStamp)>,
+}
+
 /// A list that could not be written, and the articles it leaves unwritten.
 #[derive(Clone, Debug)]
 pub struct WriteFailure {
@@ -238,10 +249,10 @@ impl Corpus {
         &self,
         lists: &[(usize, Vec<Related>)],
         progress: &(dyn Fn() + Sync),
-    ) -> Vec<WriteFailure> {
+    ) -> Written {
         match self.format {
             Format::Folder => {
-                let mut failures = Vec::new();
+                let mut out = Written::default();
                 for round in lists.chunks(SETTLE_ROUND) {
                     let written: Vec<(usize, Result<Option<fsutil::Settle>, ReadError>)> = round
                         .par_iter()
@@ -255,19 +266,22 @@ impl Corpus {
                         let article = &self.articles[i];
                         let path = article.source.path();
                         let result = result.and_then(|s| match s {
-                            None => Ok(()),
+                            None => Ok(None),
                             Some(s) => fsutil::settle(s, &splice_edit(article, path, list))
+                                .map(Some)
                                 .map_err(|e| from_write_error(path, e)),
                         });
-                        if let Err(error) = result {
-                            failures.push(WriteFailure {
+                        match result {
+                            Ok(Some(stamp)) => out.stamps.push((i, stamp)),
+                            Ok(None) => {}
+                            Err(error) => out.failures.push(WriteFailure {
                                 articles: vec![i],
                                 error,
-                            });
+                            }),
                         }
                     }
                 }
-                failures
+                out
             }
             Format::JsonLines => {
                 let updates: Vec<LineUpdate<'_>> = lists
@@ -284,11 +298,14 @@ impl Corpus {
                 let result = write_jsonl_lines(&self.root, &updates);
                 lists.iter().for_each(|_| progress());
                 match result {
-                    Ok(_) => Vec::new(),
-                    Err(error) => vec![WriteFailure {
-                        articles: lists.iter().map(|(i, _)| *i).collect(),
-                        error,
-                    }],
+                    Ok(_) => Written::default(),
+                    Err(error) => Written {
+                        failures: vec![WriteFailure {
+                            articles: lists.iter().map(|(i, _)| *i).collect(),
+                            error,
+                        }],
+                        stamps: Vec::new(),
+                    },
                 }
             }
         }
@@ -528,6 +545,23 @@ fn split_line_end(raw: &[u8]) -> (&[u8], &[u8]) {
         raw.len()
     };
     raw.split_at(content_len)
+}
+
+/// The article files of a folder, as [`read_corpus`] would read them (in its order), and the
+/// temporary files an interrupted run left; nothing is read. `None` when `path` is not a folder.
+pub fn list_article_files(path: &Path) -> Option<(Vec<PathBuf>, Vec<PathBuf>, usize)> {
+    if !fs::metadata(path).ok()?.is_dir() {
+        return None;
+    }
+    let mut walk = Walk {
+        root: fs::canonicalize(path).ok()?,
+        paths: Vec::new(),
+        errors: Vec::new(),
+        stale_temps: Vec::new(),
+    };
+    walk.collect(fs::read_dir(path).ok()?, path);
+    walk.paths.sort();
+    Some((walk.paths, walk.stale_temps, walk.errors.len()))
 }
 
 fn read_folder(root: &Path) -> Result<Corpus, ReadError> {

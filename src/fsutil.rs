@@ -68,6 +68,44 @@ pub fn read_regular_string(path: &Path) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not valid UTF-8"))
 }
 
+/// What identifies a file's state without reading it: device, inode, size, and the
+/// modification and status-change times. Any write changes the status-change time, which no
+/// program can set back, so an unchanged stamp means unchanged bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl FileStamp {
+    pub fn of(meta: &fs::Metadata) -> FileStamp {
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+        }
+    }
+
+    /// The stamp of the file at `path` now (following symbolic links).
+    pub fn now(path: &Path) -> io::Result<FileStamp> {
+        Ok(FileStamp::of(&fs::metadata(path)?))
+    }
+}
+
+/// The bytes of a regular file and its stamp, taken from the open file before reading.
+pub fn read_regular_stamped(path: &Path) -> io::Result<(Vec<u8>, FileStamp)> {
+    let mut file = open_regular(path)?;
+    let stamp = FileStamp::of(&file.metadata()?);
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok((bytes, stamp))
+}
+
 /// Whole contents of an open file, read from its start.
 fn read_all_at(file: &File) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
@@ -213,6 +251,15 @@ pub struct Settle {
     old_bytes: Vec<u8>,
     /// What was written in its place.
     written: Vec<u8>,
+    /// The new file's stamp, right after the rename.
+    stamp: FileStamp,
+}
+
+impl Settle {
+    /// The stamp of the file written, taken through its own descriptor after the rename.
+    pub fn stamp(&self) -> FileStamp {
+        self.stamp
+    }
 }
 
 /// An edit of a file's bytes: `Ok(None)` leaves them as they are, `Err` refuses the text.
@@ -280,12 +327,13 @@ fn rewrite_from<E>(
             source = on_disk.clone();
             continue;
         }
-        temp.persist(target).map_err(|e| WriteError::Io(e.error))?;
+        let new_file = temp.persist(target).map_err(|e| WriteError::Io(e.error))?;
         let settle = Settle {
             target: target.to_path_buf(),
             old: file,
             old_bytes: on_disk,
             written: new,
+            stamp: FileStamp::of(&new_file.metadata()?),
         };
         // Straight after the rename: did anyone write into the old file meanwhile?
         let after = read_all_at(&settle.old)?;
@@ -300,6 +348,7 @@ fn rewrite_from<E>(
             old: file.try_clone()?,
             old_bytes: on_disk.clone(),
             written: on_disk.clone(),
+            stamp: settle.stamp,
         });
     }
     Err(WriteError::Refused(
@@ -308,11 +357,12 @@ fn rewrite_from<E>(
 }
 
 /// Reads a replaced file once more; text written into it after the rename is carried into the
-/// file now at its path (edited again by `edit`).
-pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<(), WriteError<E>> {
+/// file now at its path (edited again by `edit`). Returns the stamp of the file relink wrote
+/// last.
+pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<FileStamp, WriteError<E>> {
     let after = read_all_at(&s.old)?;
     if after == s.old_bytes {
-        return Ok(());
+        return Ok(s.stamp);
     }
     let file = open_regular(&s.target)?;
     let on_disk = read_all_at(&file)?;
@@ -323,7 +373,7 @@ pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<(), WriteError<E>> {
         ));
     }
     match rewrite_from(&s.target, file, on_disk, after, edit)? {
-        Rewritten::Unchanged => Ok(()),
+        Rewritten::Unchanged => Ok(s.stamp),
         Rewritten::Changed(next) => settle(next, edit),
     }
 }

@@ -325,6 +325,24 @@ fn build_engine(
 /// any file could not be read or written (after the others are done).
 fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     let start = Instant::now();
+    let resolved = args.common.resolve(&args.path, !args.dry_run)?;
+    let settings = refresh_settings(&resolved)?;
+    if let Some(n) = unchanged_since_last_refresh(&args, &resolved, &settings)? {
+        let mut out = io::stdout().lock();
+        writeln!(out, "relink refresh {}", args.path.display())?;
+        writeln!(
+            out,
+            "  articles   {n} files as the last refresh left them: none read, nothing to rank"
+        )?;
+        writeln!(out, "  lists      0 refreshed: 0 changed, {n} unchanged")?;
+        writeln!(
+            out,
+            "  time       check {:.2}s (total {:.2}s)",
+            start.elapsed().as_secs_f64(),
+            start.elapsed().as_secs_f64()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (mut engine, resolved, _lock) =
         build_engine(&args.path, &args.common, !args.dry_run, "refresh")?;
     let (selected, unknown) = relink::refresh::select(&engine.corpus.articles, &args.only);
@@ -459,11 +477,127 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
         start.elapsed().as_secs_f64()
     )?;
     let bad = skipped + report.write_errors.len() + unknown.len();
+    if !args.dry_run {
+        let clean = bad == 0 && args.only.is_empty();
+        remember_clean_refresh(&args.path, &engine, &report, &resolved, &settings, clean);
+    }
     Ok(if bad > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What a refresh's lists depend on besides the files: relink's version, the embedder's
+/// identity, the search and the ranking options.
+fn refresh_settings(resolved: &Resolved) -> Result<String> {
+    let e = &resolved.engine;
+    Ok(serde_json::json!({
+        "relink": env!("CARGO_PKG_VERSION"),
+        "model": e.embedder.model_id()?,
+        "search": e.search,
+        "hnsw": [e.hnsw.m, e.hnsw.ef_construction, e.hnsw.ef_search],
+        "options": resolved.rank,
+    })
+    .to_string())
+}
+
+/// A rerun of a whole folder whose files are all as the last clean refresh left them (same
+/// names, same stamps) and whose settings are the same computes the lists the files already
+/// hold: it is answered from the stamps alone, without reading a file. Returns the number of
+/// files then, else `None` (the full run follows). Holds the lock while it looks.
+fn unchanged_since_last_refresh(
+    args: &RefreshArgs,
+    resolved: &Resolved,
+    settings: &str,
+) -> Result<Option<usize>> {
+    let state_dir = &resolved.engine.state_dir;
+    if !args.only.is_empty() {
+        return Ok(None);
+    }
+    let Some(saved) = relink::state::last_refresh(state_dir) else {
+        return Ok(None);
+    };
+    let Some((files, stale_temps, walk_errors)) = corpus::list_article_files(&args.path) else {
+        return Ok(None);
+    };
+    if walk_errors > 0 || files.is_empty() {
+        return Ok(None);
+    }
+    let what = format!("relink refresh {}", args.path.display());
+    let (_lock, _) =
+        relink::engine::lock_state(state_dir, &what, !args.common.no_wait, &mut |holder| {
+            eprintln!(
+                "relink: waiting for {}: held by {holder}",
+                state_dir.join("lock").display()
+            )
+        })?;
+    let stamps: Option<Vec<(PathBuf, relink::fsutil::FileStamp)>> = {
+        use rayon::prelude::*;
+        files
+            .par_iter()
+            .map(|f| {
+                relink::fsutil::FileStamp::now(f)
+                    .ok()
+                    .map(|s| (f.clone(), s))
+            })
+            .collect()
+    };
+    let Some(stamps) = stamps else {
+        return Ok(None);
+    };
+    if relink::state::refresh_identity(settings, &args.path, &stamps) != saved {
+        return Ok(None);
+    }
+    if !args.dry_run {
+        let removed = relink::fsutil::remove_stale_temps(&stale_temps);
+        if removed > 0 {
+            eprintln!("relink: removed {removed} temporary files left by an interrupted run");
+        }
+    }
+    Ok(Some(files.len()))
+}
+
+/// After a refresh, saves what the folder looks like when every list was computed and written
+/// (`clean`) and no file changed meanwhile, so that the next run with nothing new can stop at
+/// the stamps; otherwise forgets it.
+fn remember_clean_refresh(
+    path: &Path,
+    engine: &Engine,
+    report: &relink::refresh::RefreshReport,
+    resolved: &Resolved,
+    settings: &str,
+    clean: bool,
+) {
+    let state_dir = &resolved.engine.state_dir;
+    let identity = clean
+        .then(|| {
+            let (files, _, walk_errors) = corpus::list_article_files(path)?;
+            let articles = &engine.corpus.articles;
+            if walk_errors > 0 || files.len() != articles.len() {
+                return None;
+            }
+            let written: std::collections::HashMap<usize, relink::fsutil::FileStamp> =
+                report.stamps.iter().copied().collect();
+            let mut pairs = Vec::with_capacity(files.len());
+            for (i, (file, a)) in files.iter().zip(articles).enumerate() {
+                let expected = written.get(&i).copied().or(a.stamp);
+                let now = relink::fsutil::FileStamp::now(file).ok();
+                // A file changed after relink read or wrote it: the next run must look.
+                if a.source.path() != file.as_path() || now.is_none() || now != expected {
+                    return None;
+                }
+                pairs.push((file.clone(), now?));
+            }
+            Some(relink::state::refresh_identity(settings, path, &pairs))
+        })
+        .flatten();
+    if let Err(e) = relink::state::save_last_refresh(state_dir, identity.as_deref()) {
+        eprintln!(
+            "relink: warning: {}: {e}",
+            state_dir.join(relink::state::LAST_REFRESH).display()
+        );
+    }
 }
 
 /// `relink related`: prints the list refresh would write for one article, or for free text.

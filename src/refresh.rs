@@ -39,6 +39,8 @@ pub struct RefreshReport {
     pub write_errors: Vec<ReadError>,
     /// The lists written: article position and [`crate::state::list_hash`] of its new list.
     pub written: Vec<(usize, u64)>,
+    /// The stamps of the files written, by article position.
+    pub stamps: Vec<(usize, crate::fsutil::FileStamp)>,
 }
 
 /// Picks the articles named by `only` (paths or webUrls); an empty `only` means all of them.
@@ -140,8 +142,10 @@ pub fn refresh(
         return report;
     }
     let bar = progress_bar(to_write.len(), "write", show_progress);
-    let failures = engine.corpus.write_lists(&to_write, &|| bar.inc(1));
+    let written = engine.corpus.write_lists(&to_write, &|| bar.inc(1));
     bar.finish_and_clear();
+    report.stamps = written.stamps;
+    let failures = written.failures;
     let failed: HashSet<usize> = failures
         .iter()
         .flat_map(|f| f.articles.iter().copied())

@@ -9,7 +9,9 @@
 //! still recognised). Lists an editor changed by hand no longer match and are scored again.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::FileStamp;
 
 use crate::article::{Article, Related, Source};
 
@@ -89,5 +91,51 @@ impl WrittenLists {
 
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
+    }
+}
+
+/// Name of the file that remembers the state a clean refresh left the corpus in.
+pub const LAST_REFRESH: &str = "last-refresh";
+
+/// One hash of everything a refresh's lists depend on: `settings` (relink's version, the model,
+/// the search mode and the ranking options, as the caller renders them) and every article file
+/// with its stamp, in order. When a rerun finds the same hash, no file changed since the last
+/// clean refresh, so every list it would compute is the one the file holds.
+pub fn refresh_identity(settings: &str, root: &Path, files: &[(PathBuf, FileStamp)]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(settings.as_bytes());
+    for (path, st) in files {
+        h.update(
+            path.strip_prefix(root)
+                .unwrap_or(path)
+                .as_os_str()
+                .as_encoded_bytes(),
+        );
+        h.update(&[0]);
+        for x in [st.dev, st.ino, st.size] {
+            h.update(&x.to_le_bytes());
+        }
+        h.update(&st.mtime_ns.to_le_bytes());
+        h.update(&st.ctime_ns.to_le_bytes());
+    }
+    format!("{:032x}", h.digest128())
+}
+
+/// The identity a clean refresh saved in `state_dir`, if any.
+pub fn last_refresh(state_dir: &Path) -> Option<String> {
+    crate::fsutil::read_regular_string(&state_dir.join(LAST_REFRESH))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Saves (`Some`) or forgets (`None`) the identity of the last clean refresh.
+pub fn save_last_refresh(state_dir: &Path, identity: Option<&str>) -> std::io::Result<()> {
+    let path = state_dir.join(LAST_REFRESH);
+    match identity {
+        Some(id) => crate::fsutil::write_new(&path, format!("{id}\n").as_bytes()),
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
     }
 }

@@ -36,6 +36,21 @@ fn refresh_then_a_warm_rerun_that_neither_loads_the_model_nor_writes() {
     assert!(stdout.contains("35 read, 0 skipped"), "{stdout}");
     assert!(stdout.contains("35 embedded, 0 from the cache"), "{stdout}");
     let after_first = common::snapshot(&d);
+    // Nothing changed: answered from the files' stamps, nothing read.
+    let out = relink(&["refresh", p, "--quiet"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("35 files as the last refresh left them: none read"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 changed, 35 unchanged"), "{stdout}");
+    assert_eq!(common::snapshot(&d), after_first);
+    // A file touched but not changed: read again, every vector from the cache, nothing written.
+    let first = d.join("000_6487b44b07e2c8c7.txt");
+    let f = std::fs::File::options().append(true).open(&first).unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(f);
     let out = relink(&["refresh", p, "--quiet"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success());
@@ -45,6 +60,10 @@ fn refresh_then_a_warm_rerun_that_neither_loads_the_model_nor_writes() {
     );
     assert!(stdout.contains("0 changed, 35 unchanged"), "{stdout}");
     assert_eq!(common::snapshot(&d), after_first);
+    // Other ranking options: the stamps alone do not answer.
+    let out = relink(&["refresh", p, "--quiet", "--top", "3"]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("34 changed, 1 unchanged"), "{stdout}");
 }
 
 #[test]

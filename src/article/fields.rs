@@ -39,6 +39,7 @@ pub(super) fn article_from_mapping(
         related: None,
         extra: BTreeMap::new(),
         content_hash,
+        stamp: None,
     };
     for (key, value) in map {
         let key = key_text(&key).ok_or_else(|| {

@@ -175,6 +175,8 @@ pub struct Article {
     /// xxh3 of the bytes as read (for JSON Lines: of the line, without its line end), so that a
     /// writer can tell whether the file was edited after it was read.
     pub content_hash: u64,
+    /// The file's identity and times when it was read (front-matter files read from disk).
+    pub stamp: Option<crate::fsutil::FileStamp>,
 }
 
 impl Article {
