@@ -3,8 +3,10 @@
 //! Exact search is the yardstick for the index's recall and the default for corpora small
 //! enough that it is fast ([`EXACT_UP_TO`] articles). Above that, HNSW answers in
 //! microseconds. Both return neighbours ordered by cosine, ties broken by position, so results
-//! never depend on thread timing: the HNSW graph is built by serial insertion with hnsw_rs's
-//! fixed-seed level generator, which makes the graph itself the same on every run.
+//! never depend on thread timing up to [`PARALLEL_BUILD_ABOVE`] vectors: there the HNSW graph is
+//! built by serial insertion with hnsw_rs's fixed-seed level generator, which makes the graph
+//! itself the same on every run. Larger graphs are built on every core, and their build order
+//! (so a few neighbours) may differ from one build to the next.
 
 use std::path::Path;
 
@@ -16,6 +18,17 @@ use rayon::prelude::*;
 /// Corpora up to this size are searched exactly unless told otherwise: 20,000 x 20,000 dot
 /// products of 384 floats take about a second on 2 cores.
 pub const EXACT_UP_TO: usize = 20_000;
+
+/// Graphs of more vectors than this are built by parallel insertion, on every core. Serial
+/// insertion makes the graph the same on every build; parallel insertion does not (the order in
+/// which threads insert changes the links), so above this size a rebuilt graph can return a
+/// slightly different neighbour here and there. It is only rebuilt when vectors change, and its
+/// recall against exact search is what the README states either way.
+pub const PARALLEL_BUILD_ABOVE: usize = EXACT_UP_TO;
+
+fn parallel_build(n: usize) -> bool {
+    n > PARALLEL_BUILD_ABOVE
+}
 
 /// How to find candidates.
 #[derive(
@@ -129,17 +142,21 @@ pub struct Neighbour {
 impl VectorIndex {
     /// Builds the index over `vectors` (rows must be unit length).
     pub fn build(vectors: Array2<f32>, mode: SearchMode, params: HnswParams) -> VectorIndex {
-        let hnsw = mode
-            .uses_hnsw(vectors.nrows())
-            .then(|| (build_hnsw(&vectors, params, false), params));
+        let hnsw = mode.uses_hnsw(vectors.nrows()).then(|| {
+            (
+                build_hnsw(&vectors, params, parallel_build(vectors.nrows())),
+                params,
+            )
+        });
         VectorIndex { vectors, hnsw }
     }
 
     /// Like [`build`](Self::build), but an HNSW graph is kept in `dir` (`index.hnsw.graph`,
     /// `index.hnsw.data`, and `index.id` naming what it was built from): when `identity` (a hash
     /// of the row keys, in order) and the parameters match the stored graph, it is loaded
-    /// instead of rebuilt. Serial insertion makes the loaded graph the one a rebuild would give,
-    /// so reuse never changes a result. Returns whether a stored graph was used. Any problem
+    /// instead of rebuilt. Up to [`PARALLEL_BUILD_ABOVE`] vectors, serial insertion makes the
+    /// loaded graph the one a rebuild would give, so reuse never changes a result; above, reuse
+    /// keeps the lists of a rerun exactly as they were. Returns whether a stored graph was used. Any problem
     /// with the stored files means a rebuild, never a failure.
     pub fn build_or_load(
         vectors: Array2<f32>,
@@ -178,7 +195,7 @@ impl VectorIndex {
                 }
             }
         }
-        let hnsw = build_hnsw(&vectors, params, false);
+        let hnsw = build_hnsw(&vectors, params, parallel_build(vectors.nrows()));
         save_hnsw(&hnsw, dir, &id_path, &id);
         (
             VectorIndex {
