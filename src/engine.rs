@@ -351,18 +351,6 @@ impl Engine {
         embedder: &EmbedderChoice,
     ) -> Result<Vec<crate::rank::Scored>, EngineError> {
         let vector = embedder.load(&self.embed_stats.model_id)?.embed(&[text])?;
-        let query = crate::rank::Query {
-            vector: vector.row(0),
-            index: None,
-            key: ArticleKey {
-                date,
-                title: crate::rank::normalize_title(text),
-                quality: 0.5,
-                ..ArticleKey::default()
-            },
-            lexical: self.bm25.scores_for_text(text),
-            lexical_self: self.bm25.query_self_score(text),
-        };
         let ranker = self.ranker(match date {
             Some(_) => options.clone(),
             None => RankOptions {
@@ -372,6 +360,20 @@ impl Engine {
                 ..options.clone()
             },
         });
+        let terms = self.bm25.text_terms(text);
+        let query = crate::rank::Query {
+            vector: vector.row(0),
+            index: None,
+            key: ArticleKey {
+                date,
+                title: crate::rank::normalize_title(text),
+                quality: 0.5,
+                ..ArticleKey::default()
+            },
+            lexical: ranker.lexical_matches(&terms),
+            terms,
+            lexical_self: self.bm25.query_self_score(text),
+        };
         let neighbours = self.index.search(query.vector, ranker.options.pool);
         Ok(ranker.rank(&query, &neighbours))
     }

@@ -38,6 +38,8 @@ pub struct Bm25 {
     docs: Vec<Vec<(u32, u16)>>,
     /// BM25 length normalisation per document: K1 * (1 - B + B * len / avg_len)
     norm: Vec<f32>,
+    /// term id -> the most any one document scores for it (MaxScore's upper bound)
+    max_score: Vec<f32>,
     avg_len: f32,
     terms: HashMap<String, u32>,
 }
@@ -77,15 +79,25 @@ impl Bm25 {
             })
             .collect();
         let avg = lengths.iter().sum::<usize>() as f32 / n.max(1.0);
-        let norm = lengths
+        let norm: Vec<f32> = lengths
             .iter()
             .map(|&l| K1 * (1.0 - B + B * l as f32 / avg.max(1.0)))
+            .collect();
+        let max_score = postings
+            .iter()
+            .zip(&idf)
+            .map(|(p, &idf)| {
+                p.iter()
+                    .map(|&(d, tf)| term_score(idf, tf as f32, norm[d as usize]))
+                    .fold(0.0f32, f32::max)
+            })
             .collect();
         Bm25 {
             postings,
             idf,
             docs,
             norm,
+            max_score,
             avg_len: avg.max(1.0),
             terms,
         }
@@ -100,6 +112,113 @@ impl Bm25 {
         self.docs.is_empty()
     }
 
+    /// The terms of document `doc`, as a query (sorted term ids).
+    pub fn doc_terms(&self, doc: usize) -> Vec<u32> {
+        self.docs[doc].iter().map(|&(t, _)| t).collect()
+    }
+
+    /// The terms of free text known to the corpus, as a query (sorted term ids, each once).
+    pub fn text_terms(&self, text: &str) -> Vec<u32> {
+        let mut ids: Vec<u32> = tokenize(text)
+            .filter_map(|w| self.terms.get(&w).copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The score of document `doc` for the query `terms` (sorted term ids). Contributions are
+    /// added in term order, as every other scoring path here does, so the same pair always
+    /// gets the same bits.
+    pub fn score(&self, terms: &[u32], doc: usize) -> f32 {
+        let mut total = 0.0f32;
+        let d = &self.docs[doc];
+        let (mut i, mut j) = (0, 0);
+        while i < terms.len() && j < d.len() {
+            match terms[i].cmp(&d[j].0) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    total += term_score(self.idf[terms[i] as usize], d[j].1 as f32, self.norm[doc]);
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        total
+    }
+
+    /// The `k` best documents for the query `terms` (sorted term ids): (document, score), by
+    /// score then by document, the same as ranking every matching document, without scoring
+    /// them all (MaxScore: once `k` documents are held, a term whose best possible score, added
+    /// to the lesser terms', cannot beat the k-th no longer brings in documents of its own).
+    /// Returned sorted by document.
+    pub fn top_k(&self, terms: &[u32], k: usize) -> Vec<(usize, f32)> {
+        use std::cmp::Ordering;
+        if k == 0 || terms.is_empty() {
+            return Vec::new();
+        }
+        // Lesser terms first: the ones that stop counting first.
+        let mut by_bound: Vec<u32> = terms.to_vec();
+        by_bound.sort_by(|a, b| {
+            self.max_score[*a as usize]
+                .total_cmp(&self.max_score[*b as usize])
+                .then(a.cmp(b))
+        });
+        // bound[i]: the most a document found in none of the terms after i can score, with a
+        // margin for the rounding of f32 sums taken in another order.
+        let mut bound = Vec::with_capacity(by_bound.len());
+        let mut sum = 0.0f64;
+        for t in &by_bound {
+            sum += self.max_score[*t as usize] as f64;
+            bound.push(sum * (1.0 + 1e-5) + 1e-6);
+        }
+        let lists: Vec<&[(u32, u16)]> = by_bound
+            .iter()
+            .map(|t| self.postings[*t as usize].as_slice())
+            .collect();
+        let mut cursor = vec![0usize; lists.len()];
+        // The k best so far; `worst` is the one a newcomer must beat.
+        let better = |a: (f32, usize), b: (f32, usize)| match b.0.total_cmp(&a.0) {
+            Ordering::Equal => a.1.cmp(&b.1),
+            other => other,
+        };
+        let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+        let mut essential = 0usize;
+        loop {
+            let next = (essential..lists.len())
+                .filter_map(|i| lists[i].get(cursor[i]).map(|&(d, _)| d))
+                .min();
+            let Some(doc) = next else {
+                break;
+            };
+            for i in essential..lists.len() {
+                if lists[i].get(cursor[i]).is_some_and(|&(d, _)| d == doc) {
+                    cursor[i] += 1;
+                }
+            }
+            let entry = (self.score(terms, doc as usize), doc as usize);
+            if best.len() == k {
+                // Documents come in increasing order: an equal score loses to the one held.
+                if entry.0 <= best[k - 1].0 {
+                    continue;
+                }
+                best.pop();
+            }
+            let at = best.partition_point(|&b| better(b, entry) == Ordering::Less);
+            best.insert(at, entry);
+            if best.len() == k {
+                let threshold = best[k - 1].0 as f64;
+                while essential < lists.len() && bound[essential] < threshold {
+                    essential += 1;
+                }
+            }
+        }
+        let mut out: Vec<(usize, f32)> = best.into_iter().map(|(s, d)| (d, s)).collect();
+        out.sort_unstable_by_key(|&(d, _)| d);
+        out
+    }
+
     /// Scores every document that shares a term with document `doc`, using its terms as the
     /// query. Returns (document, score) pairs, unsorted, `doc` itself included.
     pub fn scores_for_doc(&self, doc: usize) -> Vec<(usize, f32)> {
@@ -108,12 +227,7 @@ impl Bm25 {
 
     /// Scores every document against free text.
     pub fn scores_for_text(&self, text: &str) -> Vec<(usize, f32)> {
-        let mut ids: Vec<u32> = tokenize(text)
-            .filter_map(|w| self.terms.get(&w).copied())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        self.score_terms(ids.into_iter())
+        self.score_terms(self.text_terms(text).into_iter())
     }
 
     fn score_terms(&self, terms: impl Iterator<Item = u32>) -> Vec<(usize, f32)> {
@@ -195,6 +309,54 @@ impl Bm25 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every match scored, then the k best by score and document: what top_k must equal.
+    fn exhaustive(bm: &Bm25, terms: &[u32], k: usize) -> Vec<(usize, f32)> {
+        let mut all = bm.score_terms(terms.iter().copied());
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(k);
+        all.sort_unstable_by_key(|&(d, _)| d);
+        all
+    }
+
+    #[test]
+    fn top_k_equals_scoring_every_match() {
+        // Titles from a small vocabulary, with repeats and exact duplicates, so that scores tie.
+        let words = [
+            "diablo", "season", "patch", "lilith", "druid", "update", "boss", "nerf", "buff",
+            "event", "blizzard", "loot", "ladder", "paragon", "uber", "build", "guide", "fix",
+        ];
+        let mut state = 7u64;
+        let texts: Vec<String> = (0..3000)
+            .map(|i| {
+                if i % 17 == 0 {
+                    return "diablo season patch".to_string();
+                }
+                let n = 1 + (crate::index::splitmix64(&mut state) % 6) as usize;
+                (0..n)
+                    .map(|_| words[(crate::index::splitmix64(&mut state) % 18) as usize])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let bm = Bm25::new(&texts);
+        for doc in (0..texts.len()).step_by(7) {
+            let terms = bm.doc_terms(doc);
+            for k in [1, 5, 37, 200, 5000] {
+                assert_eq!(
+                    bm.top_k(&terms, k),
+                    exhaustive(&bm, &terms, k),
+                    "doc {doc} k {k}"
+                );
+            }
+        }
+        let terms = bm.text_terms("Diablo boss guide, and a word unknown here");
+        assert_eq!(bm.top_k(&terms, 50), exhaustive(&bm, &terms, 50));
+        assert!(bm.top_k(&[], 5).is_empty());
+        for (d, s) in bm.top_k(&terms, 50) {
+            assert_eq!(s, bm.score(&terms, d));
+        }
+    }
 
     #[test]
     fn stopwords_are_sorted_for_binary_search() {

@@ -394,7 +394,10 @@ pub struct Query<'a> {
     /// The corpus position of the article, if it is one.
     pub index: Option<usize>,
     pub key: ArticleKey,
-    /// BM25 scores (document, raw score), sorted by document, and the query's own BM25 score.
+    /// The query's BM25 terms (sorted term ids).
+    pub terms: Vec<u32>,
+    /// Its best BM25 matches (document, raw score), as many as the pool, sorted by document
+    /// (empty when BM25 has no weight), and its own BM25 score.
     pub lexical: Vec<(usize, f32)>,
     pub lexical_self: f32,
 }
@@ -410,12 +413,24 @@ pub struct Ranker<'a> {
 impl<'a> Ranker<'a> {
     /// The query for corpus article `i`.
     pub fn article_query(&self, i: usize) -> Query<'a> {
+        let terms = self.bm25.doc_terms(i);
         Query {
             vector: self.index.vectors().row(i),
             index: Some(i),
             key: self.keys[i].clone(),
-            lexical: self.bm25.scores_for_doc(i),
+            lexical: self.lexical_matches(&terms),
+            terms,
             lexical_self: self.bm25.self_score(i),
+        }
+    }
+
+    /// The best BM25 matches a query brings into the candidates (none when BM25 has no
+    /// weight).
+    pub fn lexical_matches(&self, terms: &[u32]) -> Vec<(usize, f32)> {
+        if self.options.lexical_weight > 0.0 {
+            self.bm25.top_k(terms, self.options.pool)
+        } else {
+            Vec::new()
         }
     }
 
@@ -450,13 +465,7 @@ impl<'a> Ranker<'a> {
         let o = &self.options;
         let mut candidates: Vec<usize> = neighbours.iter().map(|n| n.index).collect();
         if o.lexical_weight > 0.0 {
-            let mut lex: Vec<(usize, f32)> = q.lexical.clone();
-            let best_first =
-                |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-            if lex.len() > o.pool && o.pool > 0 {
-                lex.select_nth_unstable_by(o.pool - 1, best_first);
-            }
-            candidates.extend(lex.iter().take(o.pool).map(|&(d, _)| d));
+            candidates.extend(q.lexical.iter().take(o.pool).map(|&(d, _)| d));
         }
         candidates.sort_unstable();
         candidates.dedup();
@@ -478,11 +487,7 @@ impl<'a> Ranker<'a> {
         if cosine < o.min_similarity || cosine >= o.duplicate {
             return None;
         }
-        // `q.lexical` is sorted by document.
-        let raw = match q.lexical.binary_search_by_key(&c, |&(d, _)| d) {
-            Ok(at) => q.lexical[at].1,
-            Err(_) => 0.0,
-        };
+        let raw = self.bm25.score(&q.terms, c);
         let lexical = if q.lexical_self > 0.0 {
             (raw / q.lexical_self).min(1.0)
         } else {

@@ -806,3 +806,27 @@ fn a_parallel_built_graph_agrees_with_exact_search() {
         recall_at_k(&exact, &found, 10)
     );
 }
+
+/// BM25's top matches (MaxScore) equal scoring every matching title, on the real corpora.
+#[test]
+fn lexical_top_k_equals_scoring_every_title_on_real_corpora() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    for name in ["diablo4", "huffpost"] {
+        let corpus = read_corpus(&shared.join("corpora").join(name)).unwrap();
+        let titles: Vec<&str> = corpus.articles.iter().map(|a| a.title.as_str()).collect();
+        let bm = relink::lexical::Bm25::new(&titles);
+        for doc in 0..titles.len() {
+            let mut all = bm.scores_for_doc(doc);
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            all.truncate(200);
+            all.sort_unstable_by_key(|&(d, _)| d);
+            assert_eq!(
+                bm.top_k(&bm.doc_terms(doc), 200),
+                all,
+                "{name} article {doc}"
+            );
+        }
+    }
+}
