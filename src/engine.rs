@@ -278,8 +278,8 @@ pub struct Engine {
     pub index: VectorIndex,
     pub bm25: Bm25,
     pub embed_stats: EmbedStats,
-    /// Whether the HNSW graph was loaded from the state folder rather than built.
-    pub index_reused: bool,
+    /// What became of the HNSW graph kept in the state folder.
+    pub graph: crate::index::GraphReuse,
     pub timings: Timings,
 }
 
@@ -310,18 +310,15 @@ impl Engine {
         )?;
         timings.add("embed", t);
         let t = Instant::now();
-        // The graph is only valid for these vectors: this model, these texts, this order.
-        let mut identity = xxhash_rust::xxh3::Xxh3::new();
-        identity.update(embed_stats.model_id.as_bytes());
-        for t in &texts {
-            identity.update(&text_key(t).to_le_bytes());
-        }
-        let (index, index_reused) = VectorIndex::build_or_load(
+        // A kept graph holds one point per text key, of this model's vectors.
+        let text_keys: Vec<u128> = texts.iter().map(|t| text_key(t)).collect();
+        let (index, graph) = VectorIndex::build_or_load(
             vectors,
+            &text_keys,
             settings.search,
             settings.hnsw,
             &settings.state_dir,
-            identity.digest128(),
+            &embed_stats.model_id,
         );
         // BM25 over titles alone: measured on diablo4, titles carry the names and numbers that
         // tie coverage of one story together, and excerpts mostly add noise (recall@5 0.55
@@ -336,7 +333,7 @@ impl Engine {
             index,
             bm25,
             embed_stats,
-            index_reused,
+            graph,
             timings,
         })
     }

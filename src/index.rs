@@ -129,7 +129,35 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
 /// A searchable set of unit vectors (one row per article).
 pub struct VectorIndex {
     vectors: Array2<f32>,
-    hnsw: Option<(Hnsw<'static, f32, UnitCosine>, HnswParams)>,
+    graph: Option<Graph>,
+}
+
+/// The HNSW graph and the rows its points stand for. A point is one distinct text (its cache
+/// key): rows with the same text share it, and a point whose text no article holds any more is
+/// masked (left out of every answer) until the graph is rebuilt.
+struct Graph {
+    hnsw: Hnsw<'static, f32, UnitCosine>,
+    params: HnswParams,
+    /// point -> the rows it stands for in this corpus; empty for a masked point
+    rows: Vec<Vec<u32>>,
+    masked: usize,
+}
+
+/// A graph is rebuilt from scratch rather than kept when more than this share of its points is
+/// masked (texts edited away or deleted), or when the texts to add outnumber half of it: masked
+/// points still cost search time and recall, and many insertions into a small graph are no
+/// cheaper than a build.
+pub const MASKED_SHARE_LIMIT: f64 = 0.2;
+
+/// What [`VectorIndex::build_or_load`] did with the graph kept in the state folder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraphReuse {
+    /// The stored graph was loaded (and, where needed, extended) instead of built.
+    pub kept: bool,
+    /// Texts inserted into the kept graph.
+    pub added: usize,
+    /// Points of texts no article holds any more, masked.
+    pub masked: usize,
 }
 
 /// One neighbour: its row and its cosine to the query.
@@ -140,69 +168,135 @@ pub struct Neighbour {
 }
 
 impl VectorIndex {
-    /// Builds the index over `vectors` (rows must be unit length).
+    /// Builds the index over `vectors` (rows must be unit length); for a graph, every row is a
+    /// point of its own.
     pub fn build(vectors: Array2<f32>, mode: SearchMode, params: HnswParams) -> VectorIndex {
-        let hnsw = mode.uses_hnsw(vectors.nrows()).then(|| {
-            (
-                build_hnsw(&vectors, params, parallel_build(vectors.nrows())),
+        let graph = mode.uses_hnsw(vectors.nrows()).then(|| {
+            let firsts: Vec<usize> = (0..vectors.nrows()).collect();
+            let hnsw = build_hnsw_rows(&vectors, &firsts, params, parallel_build(firsts.len()));
+            Graph {
+                hnsw,
                 params,
-            )
+                rows: (0..vectors.nrows() as u32).map(|r| vec![r]).collect(),
+                masked: 0,
+            }
         });
-        VectorIndex { vectors, hnsw }
+        VectorIndex { vectors, graph }
     }
 
-    /// Like [`build`](Self::build), but an HNSW graph is kept in `dir` (`index.hnsw.graph`,
-    /// `index.hnsw.data`, and `index.id` naming what it was built from): when `identity` (a hash
-    /// of the row keys, in order) and the parameters match the stored graph, it is loaded
-    /// instead of rebuilt. Up to [`PARALLEL_BUILD_ABOVE`] vectors, serial insertion makes the
-    /// loaded graph the one a rebuild would give, so reuse never changes a result; above, reuse
-    /// keeps the lists of a rerun exactly as they were. Returns whether a stored graph was used. Any problem
-    /// with the stored files means a rebuild, never a failure.
+    /// Like [`build`](Self::build), with one point per distinct text (`keys[row]`, the text's
+    /// cache key) and the graph kept in `dir` (`index.hnsw.graph`, `index.hnsw.data`,
+    /// `index.keys` with each point's key, and `index.id` naming the model, the parameters and
+    /// each file's size and checksum). A kept graph of the same model and parameters is loaded
+    /// and brought up to date: texts it lacks are inserted, texts no row holds are masked, and
+    /// the graph is saved again; beyond [`MASKED_SHARE_LIMIT`] it is rebuilt. Any problem with
+    /// the stored files means a rebuild, never a failure.
     pub fn build_or_load(
         vectors: Array2<f32>,
+        keys: &[u128],
         mode: SearchMode,
         params: HnswParams,
         dir: &Path,
-        identity: u128,
-    ) -> (VectorIndex, bool) {
+        model_id: &str,
+    ) -> (VectorIndex, GraphReuse) {
         if !mode.uses_hnsw(vectors.nrows()) {
             return (
                 VectorIndex {
                     vectors,
-                    hnsw: None,
+                    graph: None,
                 },
-                false,
+                GraphReuse::default(),
             );
         }
         let id = format!(
-            "relink-hnsw 2 {identity:032x} {} {} {} {}\n",
-            vectors.nrows(),
+            "relink-hnsw 3 {} {} {} {}\n",
+            model_id.replace(['\n', ' '], "_"),
             vectors.ncols(),
             params.m,
             params.ef_construction
         );
         let id_path = dir.join("index.id");
-        if dump_is_intact(dir, &id_path, &id) {
-            if let Some(hnsw) = load_hnsw(dir) {
-                if hnsw.get_nb_point() == vectors.nrows() {
-                    return (
-                        VectorIndex {
-                            vectors,
-                            hnsw: Some((hnsw, params)),
-                        },
-                        true,
-                    );
+        if let Some((hnsw, mut point_keys)) = load_graph(dir, &id_path, &id) {
+            let kept = point_keys.len();
+            let mut point_of: std::collections::HashMap<u128, u32> = point_keys
+                .iter()
+                .enumerate()
+                .map(|(p, k)| (*k, p as u32))
+                .collect();
+            let mut rows: Vec<Vec<u32>> = vec![Vec::new(); kept];
+            let mut first_rows = Vec::new();
+            for (r, k) in keys.iter().enumerate() {
+                let p = *point_of.entry(*k).or_insert_with(|| {
+                    point_keys.push(*k);
+                    rows.push(Vec::new());
+                    first_rows.push(r);
+                    (point_keys.len() - 1) as u32
+                });
+                rows[p as usize].push(r as u32);
+            }
+            let masked = rows.iter().filter(|r| r.is_empty()).count();
+            let added = first_rows.len();
+            if (masked as f64) <= MASKED_SHARE_LIMIT * point_keys.len() as f64 && added * 2 <= kept
+            {
+                // Serial insertion: the same graph from the same kept graph and texts.
+                for (i, &r) in first_rows.iter().enumerate() {
+                    let row = vectors.row(r).to_vec();
+                    hnsw.insert((row.as_slice(), kept + i));
                 }
+                if added > 0 {
+                    save_graph(&hnsw, &point_keys, dir, &id_path, &id);
+                }
+                let graph = Graph {
+                    hnsw,
+                    params,
+                    rows,
+                    masked,
+                };
+                return (
+                    VectorIndex {
+                        vectors,
+                        graph: Some(graph),
+                    },
+                    GraphReuse {
+                        kept: true,
+                        added,
+                        masked,
+                    },
+                );
             }
         }
-        let hnsw = build_hnsw(&vectors, params, parallel_build(vectors.nrows()));
-        save_hnsw(&hnsw, dir, &id_path, &id);
+        // A new graph: one point per distinct text, in order of first appearance.
+        let mut point_of: std::collections::HashMap<u128, u32> = std::collections::HashMap::new();
+        let mut point_keys = Vec::new();
+        let mut rows: Vec<Vec<u32>> = Vec::new();
+        let mut first_rows = Vec::new();
+        for (r, k) in keys.iter().enumerate() {
+            let p = *point_of.entry(*k).or_insert_with(|| {
+                point_keys.push(*k);
+                rows.push(Vec::new());
+                first_rows.push(r);
+                (point_keys.len() - 1) as u32
+            });
+            rows[p as usize].push(r as u32);
+        }
+        let hnsw = build_hnsw_rows(
+            &vectors,
+            &first_rows,
+            params,
+            parallel_build(first_rows.len()),
+        );
+        save_graph(&hnsw, &point_keys, dir, &id_path, &id);
         (
             VectorIndex {
                 vectors,
-                hnsw: Some((hnsw, params)),
+                graph: Some(Graph {
+                    hnsw,
+                    params,
+                    rows,
+                    masked: 0,
+                }),
             },
-            false,
+            GraphReuse::default(),
         )
     }
 
@@ -213,14 +307,20 @@ impl VectorIndex {
         hnsw: Hnsw<'static, f32, UnitCosine>,
         params: HnswParams,
     ) -> VectorIndex {
+        let rows = (0..vectors.nrows() as u32).map(|r| vec![r]).collect();
         VectorIndex {
             vectors,
-            hnsw: Some((hnsw, params)),
+            graph: Some(Graph {
+                hnsw,
+                params,
+                rows,
+                masked: 0,
+            }),
         }
     }
 
     pub fn is_hnsw(&self) -> bool {
-        self.hnsw.is_some()
+        self.graph.is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -251,19 +351,40 @@ impl VectorIndex {
     /// The `k` rows nearest to `query`, best first.
     pub fn search(&self, query: ArrayView1<f32>, k: usize) -> Vec<Neighbour> {
         let k = k.min(self.len());
-        match &self.hnsw {
-            Some((hnsw, params)) => {
+        match &self.graph {
+            Some(g) => {
                 let q = query.to_vec();
-                let found = hnsw.search(&q, k, params.ef_search.max(k));
-                // Similarities are recomputed here so that both modes return the same numbers.
+                let ef = g.params.ef_search.max(k);
+                let live = |p: &usize| g.rows.get(*p).is_some_and(|r| !r.is_empty());
+                let found = if g.masked > 0 {
+                    // hnsw_rs's filtered search runs ~2.5x slower here than a plain one; with
+                    // at most a fifth of the points masked, asking for a few more and dropping
+                    // the masked ones answers the same, falling back on the filter when too few
+                    // live points come back.
+                    let share = g.masked as f64 / g.rows.len().max(1) as f64;
+                    let wanted = k + (k as f64 * share * 3.0).ceil() as usize + 8;
+                    let mut found = g.hnsw.search(&q, wanted, ef.max(wanted));
+                    found.retain(|n| live(&n.d_id));
+                    if found.len() < k.min(g.rows.len() - g.masked) {
+                        found = g.hnsw.search_filter(&q, k, ef, Some(&live));
+                    }
+                    found.truncate(k);
+                    found
+                } else {
+                    g.hnsw.search(&q, k, ef)
+                };
+                // Each point stands for its rows; similarities are recomputed here so that both
+                // modes return the same numbers.
                 let mut out: Vec<Neighbour> = found
                     .into_iter()
-                    .map(|n| Neighbour {
-                        index: n.d_id,
-                        similarity: self.vectors.row(n.d_id).dot(&query),
+                    .flat_map(|n| g.rows.get(n.d_id).into_iter().flatten())
+                    .map(|&r| Neighbour {
+                        index: r as usize,
+                        similarity: self.cosine_to(r as usize, query),
                     })
                     .collect();
                 sort_neighbours(&mut out);
+                out.truncate(k);
                 out
             }
             None => exact_top_k(&self.vectors, query, k),
@@ -272,7 +393,7 @@ impl VectorIndex {
 
     /// The `k` nearest rows of every row (the row itself included), computed in parallel.
     pub fn search_all(&self, k: usize) -> Vec<Vec<Neighbour>> {
-        if self.hnsw.is_some() {
+        if self.graph.is_some() {
             return (0..self.len())
                 .into_par_iter()
                 .map(|i| self.search(self.vectors.row(i), k))
@@ -296,26 +417,47 @@ impl VectorIndex {
     }
 }
 
-/// Loads the graph dumped in `dir`; `None` on any error (hnsw_rs asserts on some malformed
-/// files, so a panic counts as an error too).
-fn load_hnsw(dir: &Path) -> Option<Hnsw<'static, f32, UnitCosine>> {
-    if !dir.join("index.hnsw.graph").is_file() || !dir.join("index.hnsw.data").is_file() {
+/// Loads the graph kept in `dir` when `index.id` names the graph wanted (`id`) and every file
+/// still has the size and checksum recorded when it was written: hnsw_rs trusts the counts in
+/// its files (a damaged count once made it ask for petabytes and abort), so nothing reaches it
+/// unchecked. `None` on any doubt or error (a panic inside hnsw_rs included).
+fn load_graph(
+    dir: &Path,
+    id_path: &Path,
+    id: &str,
+) -> Option<(Hnsw<'static, f32, UnitCosine>, Vec<u128>)> {
+    let recorded = crate::fsutil::read_regular_string(id_path).ok()?;
+    let files = recorded.strip_prefix(id)?;
+    let mut expected = String::new();
+    for name in DUMP_FILES {
+        expected.push_str(&dump_file_line(dir, name)?);
+    }
+    if files != expected {
         return None;
     }
+    let keys: Vec<u128> = crate::fsutil::read_regular(&dir.join(KEYS_FILE))
+        .ok()?
+        .chunks_exact(16)
+        .map(|c| u128::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     // A damaged file is expected here, not a bug: keep the panic message off the terminal.
-    let loaded = crate::embed::catch_quietly(|| {
+    let hnsw = crate::embed::catch_quietly(|| {
         // The loaded graph borrows its loader for its whole life; one small loader per process
         // is leaked to give it that life.
         let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, "index")));
         io.load_hnsw::<f32, UnitCosine>().ok()
-    });
-    loaded.flatten()
+    })
+    .flatten()?;
+    (hnsw.get_nb_point() == keys.len()).then_some((hnsw, keys))
 }
 
-/// The files of a graph dump, as named in `index.id`.
-const DUMP_FILES: [&str; 2] = ["index.hnsw.graph", "index.hnsw.data"];
+/// Each point's text key, in point order.
+const KEYS_FILE: &str = "index.keys";
 
-/// Size and xxh3 of a dump file, as `index.id` records them.
+/// The files of a kept graph, as named in `index.id`.
+const DUMP_FILES: [&str; 3] = ["index.hnsw.graph", "index.hnsw.data", KEYS_FILE];
+
+/// Size and xxh3 of a kept graph's file, as `index.id` records them.
 fn dump_file_line(dir: &Path, name: &str) -> Option<String> {
     let bytes = crate::fsutil::read_regular(&dir.join(name)).ok()?;
     Some(format!(
@@ -325,48 +467,70 @@ fn dump_file_line(dir: &Path, name: &str) -> Option<String> {
     ))
 }
 
-/// Whether `index.id` names the graph wanted (`id`) and the dump files still have the sizes and
-/// checksums recorded when they were written. hnsw_rs trusts the counts in its files (a damaged
-/// count once made it ask for petabytes and abort), so nothing reaches it unchecked.
-fn dump_is_intact(dir: &Path, id_path: &Path, id: &str) -> bool {
-    let Ok(recorded) = crate::fsutil::read_regular_string(id_path) else {
-        return false;
-    };
-    let Some(files) = recorded.strip_prefix(id) else {
-        return false;
-    };
-    let mut expected = String::new();
-    for name in DUMP_FILES {
-        match dump_file_line(dir, name) {
-            Some(line) => expected.push_str(&line),
-            None => return false,
-        }
-    }
-    files == expected
-}
-
-/// Dumps the graph into `dir` and then writes its identity with the dump files' sizes and
-/// checksums, so a dump cut short by a kill or damaged later is never loaded (the identity is
-/// removed first and written last).
-fn save_hnsw(hnsw: &Hnsw<'static, f32, UnitCosine>, dir: &Path, id_path: &Path, id: &str) {
+/// Dumps the graph and its keys into `dir` and then writes its identity with every file's size
+/// and checksum, so a dump cut short by a kill or damaged later is never loaded (the identity
+/// is removed first and written last). A failed dump only costs the next run a rebuild.
+fn save_graph(
+    hnsw: &Hnsw<'static, f32, UnitCosine>,
+    keys: &[u128],
+    dir: &Path,
+    id_path: &Path,
+    id: &str,
+) {
     use hnsw_rs::api::AnnT;
     let _ = std::fs::remove_file(id_path);
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    // A failed dump only costs the next run a rebuild.
-    if let Ok(name) = hnsw.file_dump(dir, "index") {
-        if name == "index" {
-            let mut record = id.to_string();
-            for file in DUMP_FILES {
-                match dump_file_line(dir, file) {
-                    Some(line) => record.push_str(&line),
-                    None => return,
-                }
-            }
-            let _ = crate::fsutil::write_new(id_path, record.as_bytes());
+    let key_bytes: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
+    if crate::fsutil::write_new(&dir.join(KEYS_FILE), &key_bytes).is_err() {
+        return;
+    }
+    // hnsw_rs picks another name when it thinks the old files are in use (a graph it loaded
+    // itself): dump under a name of relink's and rename the files into place.
+    let Ok(name) = hnsw.file_dump(dir, "index-new") else {
+        return;
+    };
+    for part in ["hnsw.graph", "hnsw.data"] {
+        let from = dir.join(format!("{name}.{part}"));
+        if std::fs::rename(&from, dir.join(format!("index.{part}"))).is_err() {
+            let _ = std::fs::remove_file(from);
+            return;
         }
     }
+    let mut record = id.to_string();
+    for file in DUMP_FILES {
+        match dump_file_line(dir, file) {
+            Some(line) => record.push_str(&line),
+            None => return,
+        }
+    }
+    let _ = crate::fsutil::write_new(id_path, record.as_bytes());
+}
+
+/// Builds a graph whose point `p` is row `rows[p]` of `vectors`.
+fn build_hnsw_rows(
+    vectors: &Array2<f32>,
+    rows: &[usize],
+    params: HnswParams,
+    parallel: bool,
+) -> Hnsw<'static, f32, UnitCosine> {
+    let n = rows.len().max(1);
+    // hnsw_rs only dumps graphs allocated with its full 16 layers; the level generator rarely
+    // goes past a few of them anyway.
+    let max_layer = 16;
+    let hnsw =
+        Hnsw::<f32, UnitCosine>::new(params.m, n, max_layer, params.ef_construction, UnitCosine);
+    let data: Vec<Vec<f32>> = rows.iter().map(|&r| vectors.row(r).to_vec()).collect();
+    if parallel {
+        let with_ids: Vec<(&Vec<f32>, usize)> = data.iter().zip(0..).collect();
+        hnsw.parallel_insert(&with_ids);
+    } else {
+        for (p, v) in data.iter().enumerate() {
+            hnsw.insert((v.as_slice(), p));
+        }
+    }
+    hnsw
 }
 
 /// Builds an HNSW graph over `vectors`. Serial insertion keeps the graph deterministic;
@@ -376,22 +540,8 @@ pub fn build_hnsw(
     params: HnswParams,
     parallel: bool,
 ) -> Hnsw<'static, f32, UnitCosine> {
-    let n = vectors.nrows().max(1);
-    // hnsw_rs only dumps graphs allocated with its full 16 layers; the level generator rarely
-    // goes past a few of them anyway.
-    let max_layer = 16;
-    let hnsw =
-        Hnsw::<f32, UnitCosine>::new(params.m, n, max_layer, params.ef_construction, UnitCosine);
-    let rows: Vec<Vec<f32>> = vectors.rows().into_iter().map(|r| r.to_vec()).collect();
-    if parallel {
-        let data: Vec<(&Vec<f32>, usize)> = rows.iter().zip(0..).collect();
-        hnsw.parallel_insert(&data);
-    } else {
-        for (i, r) in rows.iter().enumerate() {
-            hnsw.insert((r.as_slice(), i));
-        }
-    }
-    hnsw
+    let rows: Vec<usize> = (0..vectors.nrows()).collect();
+    build_hnsw_rows(vectors, &rows, params, parallel)
 }
 
 /// Exact `k` nearest rows of `vectors` to `query`, best first.
@@ -514,5 +664,56 @@ mod tests {
         let exact = vec![vec![n(0), n(1), n(2)]];
         let found = vec![vec![n(0), n(1), n(3)]];
         assert!((recall_at_k(&exact, &found, 2) - 0.5).abs() < 1e-9);
+    }
+}
+#[cfg(test)]
+mod kept_graph_tests {
+    use super::*;
+    use crate::testing::random_unit_vectors;
+
+    fn run(v: &Array2<f32>, keys: &[u128], dir: &Path) -> (VectorIndex, GraphReuse) {
+        VectorIndex::build_or_load(
+            v.clone(),
+            keys,
+            SearchMode::Hnsw,
+            HnswParams::default(),
+            dir,
+            "model",
+        )
+    }
+
+    #[test]
+    fn texts_are_added_masked_and_shared_by_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = random_unit_vectors(60, 8, 1);
+        let mut keys: Vec<u128> = (0..60u128).collect();
+        assert!(!run(&v, &keys, dir.path()).1.kept);
+        keys[0] = 1_000;
+        let (index, r) = run(&v, &keys, dir.path());
+        assert_eq!((r.kept, r.added, r.masked), (true, 1, 1));
+        // Masked points never come back; the new text answers as row 0.
+        let found = index.search(v.row(0), 5);
+        assert_eq!(found[0].index, 0);
+        let (_, r) = run(&v, &keys, dir.path());
+        assert_eq!((r.kept, r.added, r.masked), (true, 0, 1));
+        // Two rows with one text share a point, and both are answered.
+        keys[1] = keys[2];
+        let mut v2 = v.clone();
+        let row2 = v.row(2).to_owned();
+        v2.row_mut(1).assign(&row2);
+        let (index, r) = run(&v2, &keys, dir.path());
+        assert_eq!((r.kept, r.added, r.masked), (true, 0, 2));
+        let found: Vec<usize> = index.search(v2.row(2), 3).iter().map(|n| n.index).collect();
+        assert!(found.contains(&1) && found.contains(&2), "{found:?}");
+        // Another model: a new graph.
+        let (_, r) = VectorIndex::build_or_load(
+            v2,
+            &keys,
+            SearchMode::Hnsw,
+            HnswParams::default(),
+            dir.path(),
+            "other",
+        );
+        assert!(!r.kept);
     }
 }

@@ -438,12 +438,17 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     writeln!(
         out,
         "  search     {} over {} articles",
-        if engine.index_reused {
-            "HNSW (graph kept from the last run)"
+        if engine.graph.kept && engine.graph.added + engine.graph.masked == 0 {
+            "HNSW (graph kept from the last run)".to_string()
+        } else if engine.graph.kept {
+            format!(
+                "HNSW (graph kept from the last run: {} texts added, {} masked)",
+                engine.graph.added, engine.graph.masked
+            )
         } else if engine.index.is_hnsw() {
-            "HNSW"
+            "HNSW".to_string()
         } else {
-            "exact"
+            "exact".to_string()
         },
         engine.index.len()
     )?;

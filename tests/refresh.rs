@@ -590,7 +590,7 @@ fn a_json_lines_corpus_is_refreshed_in_place_and_a_rerun_changes_nothing() {
 }
 
 #[test]
-fn the_hnsw_graph_is_kept_and_reused_only_for_the_same_vectors() {
+fn the_hnsw_graph_is_kept_extended_and_masked_and_rebuilt_past_the_limit() {
     let Some(shared) = common::shared() else {
         return;
     };
@@ -600,38 +600,67 @@ fn the_hnsw_graph_is_kept_and_reused_only_for_the_same_vectors() {
         &dir.path().join("c"),
     );
     let state = dir.path().join("state");
-    let build = || {
+    let build_in = |state: &Path| {
         Engine::build(
             read_corpus(&d).unwrap(),
-            &settings(&state, SearchMode::Hnsw),
+            &settings(state, SearchMode::Hnsw),
             Timings::default(),
         )
         .unwrap()
     };
+    let build = || build_in(&state);
     let first = build();
-    assert!(first.index.is_hnsw() && !first.index_reused);
+    assert!(first.index.is_hnsw() && !first.graph.kept);
     assert!(state.join("index.hnsw.graph").is_file() && state.join("index.id").is_file());
     let second = build();
-    assert!(second.index_reused);
+    assert_eq!(
+        second.graph,
+        relink::index::GraphReuse {
+            kept: true,
+            added: 0,
+            masked: 0
+        }
+    );
     assert_eq!(all_lists(&first), all_lists(&second));
-    // An edited article changes the vectors: the graph is rebuilt, and kept for next time.
-    let file = std::fs::read_dir(&d)
+    // An edited article: its new text is inserted into the kept graph, its old one masked, and
+    // the lists are those of a graph built from scratch.
+    let mut files: Vec<_> = std::fs::read_dir(&d)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .min()
-        .unwrap();
+        .collect();
+    files.sort();
     let text =
-        std::fs::read_to_string(&file)
+        std::fs::read_to_string(&files[0])
             .unwrap()
             .replacen("title: \"", "title: \"Edited: ", 1);
-    std::fs::write(&file, text).unwrap();
-    assert!(!build().index_reused);
-    assert!(build().index_reused);
+    std::fs::write(&files[0], text).unwrap();
+    let edited = build();
+    assert_eq!(
+        (edited.graph.kept, edited.graph.added, edited.graph.masked),
+        (true, 1, 1)
+    );
+    let fresh = build_in(&dir.path().join("fresh-state"));
+    assert!(!fresh.graph.kept);
+    assert_eq!(all_lists(&edited), all_lists(&fresh));
+    assert_eq!(
+        (
+            build().graph.kept,
+            build().graph.added,
+            build().graph.masked
+        ),
+        (true, 0, 1)
+    );
     // A damaged graph file is rebuilt, not trusted.
     std::fs::write(state.join("index.hnsw.graph"), b"garbage").unwrap();
-    let rebuilt = build();
-    assert!(!rebuilt.index_reused);
-    assert!(build().index_reused);
+    assert!(!build().graph.kept);
+    assert!(build().graph.kept);
+    // A quarter of the articles deleted: more masked than the limit allows, so a rebuild.
+    for f in files.iter().take(files.len() / 4) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let after = build();
+    assert!(!after.graph.kept, "{:?}", after.graph);
+    assert_eq!(build().graph.masked, 0);
 }
 
 #[test]
