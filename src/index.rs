@@ -218,22 +218,7 @@ impl VectorIndex {
         let id_path = dir.join("index.id");
         if let Some((hnsw, mut point_keys)) = load_graph(dir, &id_path, &id) {
             let kept = point_keys.len();
-            let mut point_of: std::collections::HashMap<u128, u32> = point_keys
-                .iter()
-                .enumerate()
-                .map(|(p, k)| (*k, p as u32))
-                .collect();
-            let mut rows: Vec<Vec<u32>> = vec![Vec::new(); kept];
-            let mut first_rows = Vec::new();
-            for (r, k) in keys.iter().enumerate() {
-                let p = *point_of.entry(*k).or_insert_with(|| {
-                    point_keys.push(*k);
-                    rows.push(Vec::new());
-                    first_rows.push(r);
-                    (point_keys.len() - 1) as u32
-                });
-                rows[p as usize].push(r as u32);
-            }
+            let (rows, first_rows) = assign_points(&mut point_keys, keys);
             let masked = rows.iter().filter(|r| r.is_empty()).count();
             let added = first_rows.len();
             if (masked as f64) <= MASKED_SHARE_LIMIT * point_keys.len() as f64 && added * 2 <= kept
@@ -266,19 +251,8 @@ impl VectorIndex {
             }
         }
         // A new graph: one point per distinct text, in order of first appearance.
-        let mut point_of: std::collections::HashMap<u128, u32> = std::collections::HashMap::new();
         let mut point_keys = Vec::new();
-        let mut rows: Vec<Vec<u32>> = Vec::new();
-        let mut first_rows = Vec::new();
-        for (r, k) in keys.iter().enumerate() {
-            let p = *point_of.entry(*k).or_insert_with(|| {
-                point_keys.push(*k);
-                rows.push(Vec::new());
-                first_rows.push(r);
-                (point_keys.len() - 1) as u32
-            });
-            rows[p as usize].push(r as u32);
-        }
+        let (rows, first_rows) = assign_points(&mut point_keys, keys);
         let hnsw = build_hnsw_rows(
             &vectors,
             &first_rows,
@@ -449,6 +423,29 @@ fn load_graph(
     })
     .flatten()?;
     (hnsw.get_nb_point() == keys.len()).then_some((hnsw, keys))
+}
+
+/// Gives every row the point of its text key: the point already in `point_keys`, or a new one
+/// appended to it. Returns each point's rows (empty for a kept point no row has) and the first
+/// row of each new point, in order.
+fn assign_points(point_keys: &mut Vec<u128>, keys: &[u128]) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let mut point_of: std::collections::HashMap<u128, u32> = point_keys
+        .iter()
+        .enumerate()
+        .map(|(p, k)| (*k, p as u32))
+        .collect();
+    let mut rows: Vec<Vec<u32>> = vec![Vec::new(); point_keys.len()];
+    let mut first_rows = Vec::new();
+    for (r, k) in keys.iter().enumerate() {
+        let p = *point_of.entry(*k).or_insert_with(|| {
+            point_keys.push(*k);
+            rows.push(Vec::new());
+            first_rows.push(r);
+            (point_keys.len() - 1) as u32
+        });
+        rows[p as usize].push(r as u32);
+    }
+    (rows, first_rows)
 }
 
 /// Each point's text key, in point order.
