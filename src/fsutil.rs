@@ -6,11 +6,13 @@
 //! beside the old one (named [`TEMP_PREFIX`]..., so a later run can tell its own leftovers from
 //! anyone else's files), which gets the old file's owner, group and mode and is then renamed over
 //! it. Just before the rename the old file is read again; if someone wrote to it since it was
-//! read, the edit is made again on the new text. Just after the rename, and once more a moment
-//! later ([`Settle`]), the old file is read again through the descriptor kept open: a writer that
-//! had it open across the rename wrote into the replaced file, and that text is carried into the
-//! new one. What is left is the window of a writer that keeps the file open longer than that and
-//! writes later, which no rename-based writer (editors included) can close.
+//! read, the edit is made again on the new text. The rename is an atomic exchange where the
+//! system has one, so a file another program renamed over the path at the last moment is seen
+//! and put back. Just after the rename, and once more a moment later ([`Settle`]), the old file
+//! is read again through the descriptor kept open: a writer that had it open across the rename
+//! wrote into the replaced file, and that text is carried into the new one. What is left is the
+//! window of a writer that keeps the file open longer than that and writes later, which no
+//! rename-based writer (editors included) can close.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -242,6 +244,70 @@ fn widen<E>(e: WriteError<std::convert::Infallible>) -> WriteError<E> {
     }
 }
 
+/// Puts `temp` at `target` in place of the file `expected` describes, and returns the new file.
+/// Where the system can (Linux's `renameat2` with `RENAME_EXCHANGE`) the two are swapped
+/// atomically and the file swapped out is checked: if it is not `expected` (a program renamed
+/// a file of its own over the path just before), it is swapped back and `None` returned, so
+/// that save is not lost. Elsewhere a plain rename.
+fn replace(
+    temp: tempfile::NamedTempFile,
+    target: &Path,
+    expected: &fs::Metadata,
+) -> io::Result<Option<File>> {
+    let (file, temp_path) = temp.into_parts();
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes());
+    let (Ok(from), Ok(to)) = (c(&temp_path), c(target)) else {
+        temp_path.persist(target).map_err(|e| e.error)?;
+        return Ok(Some(file));
+    };
+    let exchange = |a: &std::ffi::CString, b: &std::ffi::CString| {
+        // SAFETY: two valid C strings; the call only reads them.
+        unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        }
+    };
+    if exchange(&from, &to) != 0 {
+        let err = io::Error::last_os_error();
+        if matches!(
+            err.raw_os_error(),
+            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
+        ) {
+            temp_path.persist(target).map_err(|e| e.error)?;
+            return Ok(Some(file));
+        }
+        return Err(err);
+    }
+    // The temporary path now holds what was at the target.
+    let swapped_out = fs::symlink_metadata(&temp_path)?;
+    if same_file(&swapped_out, expected) {
+        // The old file, as expected: it goes (its descriptor stays open for the settle).
+        drop(temp_path);
+        return Ok(Some(file));
+    }
+    if exchange(&to, &from) != 0 {
+        // Never delete the other program's file: leave it where it is and say so.
+        let err = io::Error::last_os_error();
+        let kept = temp_path.keep().map_err(|e| e.error)?;
+        return Err(io::Error::new(
+            err.kind(),
+            format!(
+                "replaced while relink wrote it; the other version is kept as {}: {err}",
+                kept.display()
+            ),
+        ));
+    }
+    // `temp_path` holds relink's text again and is removed when dropped.
+    drop(temp_path);
+    Ok(None)
+}
+
 /// A file just replaced: the old one, still open, to be read once more a moment later by
 /// [`settle`], in case a writer that had it open wrote into it after the rename.
 pub struct Settle {
@@ -327,7 +393,17 @@ fn rewrite_from<E>(
             source = on_disk.clone();
             continue;
         }
-        let new_file = temp.persist(target).map_err(|e| WriteError::Io(e.error))?;
+        let new_file = match replace(temp, target, &meta)? {
+            Some(f) => f,
+            None => {
+                // Another program put a new file at the path between the last look and the
+                // swap (an editor saving by rename): it was put back; start over from it.
+                file = open_regular(target)?;
+                on_disk = read_all_at(&file)?;
+                source = on_disk.clone();
+                continue;
+            }
+        };
         let settle = Settle {
             target: target.to_path_buf(),
             old: file,
@@ -567,6 +643,32 @@ mod tests {
         late.write_all(b"late\n").unwrap();
         settle(s, &edit_upper).unwrap();
         assert_eq!(fs::read(&a).unwrap(), b"ABC\nLATE\n");
+    }
+
+    #[test]
+    fn a_file_renamed_over_the_path_at_the_last_moment_is_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.md");
+        fs::write(&a, "relink read this").unwrap();
+        let expected = fs::metadata(&a).unwrap();
+        // An editor saves by renaming its own file over the path.
+        let saved = dir.path().join(".editor-save");
+        fs::write(&saved, "the editor's save").unwrap();
+        fs::rename(&saved, &a).unwrap();
+        let temp = temp_beside(&a, b"relink's version").unwrap();
+        assert!(replace(temp, &a, &expected).unwrap().is_none());
+        assert_eq!(fs::read(&a).unwrap(), b"the editor's save");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "a temporary file left"
+        );
+        // With the expected file in place, the swap goes through.
+        let now = fs::metadata(&a).unwrap();
+        let temp = temp_beside(&a, b"relink's version").unwrap();
+        assert!(replace(temp, &a, &now).unwrap().is_some());
+        assert_eq!(fs::read(&a).unwrap(), b"relink's version");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
