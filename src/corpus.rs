@@ -145,7 +145,7 @@ fn splice_edit<'a>(
                 .map_err(|_| ReadError::new(path, None, "changed since it was read"))?;
             if now.to_related() != article.to_related()
                 || now.text() != article.text()
-                || now.related != article.related
+                || now.related_hash != article.related_hash
             {
                 return Err(ReadError::new(path, None, "changed since it was read"));
             }
@@ -220,17 +220,22 @@ fn write_related_unsettled(
     }
 }
 
-/// Files written per round before the replaced files are read once more (see
-/// [`fsutil::settle`]): a writer that had one open gets that long to finish its write.
-const SETTLE_ROUND: usize = 256;
+/// Files written per round; a round's replaced files are read once more (see
+/// [`fsutil::settle`]) after the next round is written, so a writer that had one open gets
+/// that long to finish its write. Two rounds of descriptors are open at most.
+const SETTLE_ROUND: usize = 128;
+
+/// How long the last round's replaced files are given before they are read once more.
+const SETTLE_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What [`Corpus::write_lists`] did.
 #[derive(Clone, Debug, Default)]
 pub struct Written {
     /// The lists that could not be written.
     pub failures: Vec<WriteFailure>,
-    /// Files written: article position and the new file's stamp (front-matter files).
-    pub stamps: Vec<(usize, fsutil::FileStamp)>,
+    /// Files written: article position, the new file's stamp and the xxh3 of its bytes
+    /// (front-matter files).
+    pub stamps: Vec<(usize, (fsutil::FileStamp, u64))>,
 }
 
 /// A list that could not be written, and the articles it leaves unwritten.
@@ -242,6 +247,21 @@ pub struct WriteFailure {
 }
 
 impl Corpus {
+    /// Settles replaced files (see [`fsutil::settle`]), noting their stamps or failures.
+    fn settle_all(&self, pending: Vec<(usize, fsutil::Settle, &[Related])>, out: &mut Written) {
+        for (i, s, list) in pending {
+            let article = &self.articles[i];
+            let path = article.source.path();
+            match fsutil::settle(s, &splice_edit(article, path, list)) {
+                Ok(stamp) => out.stamps.push((i, stamp)),
+                Err(e) => out.failures.push(WriteFailure {
+                    articles: vec![i],
+                    error: from_write_error(path, e),
+                }),
+            }
+        }
+    }
+
     /// Writes each `(article position, list)` into its file (in parallel for a folder; one
     /// rewrite of the file for JSON Lines), calling `progress` per list. Returns the failures;
     /// the other lists are written.
@@ -253,6 +273,10 @@ impl Corpus {
         match self.format {
             Format::Folder => {
                 let mut out = Written::default();
+                // Each round's replaced files are read again only after the next round is
+                // written (the last round after SETTLE_GRACE), so that a writer that had one
+                // open across the swap has that long to finish its write.
+                let mut pending: Vec<(usize, fsutil::Settle, &[Related])> = Vec::new();
                 for round in lists.chunks(SETTLE_ROUND) {
                     let written: Vec<(usize, Result<Option<fsutil::Settle>, ReadError>)> = round
                         .par_iter()
@@ -262,17 +286,10 @@ impl Corpus {
                             (*i, r)
                         })
                         .collect();
+                    self.settle_all(std::mem::take(&mut pending), &mut out);
                     for ((i, result), (_, list)) in written.into_iter().zip(round) {
-                        let article = &self.articles[i];
-                        let path = article.source.path();
-                        let result = result.and_then(|s| match s {
-                            None => Ok(None),
-                            Some(s) => fsutil::settle(s, &splice_edit(article, path, list))
-                                .map(Some)
-                                .map_err(|e| from_write_error(path, e)),
-                        });
                         match result {
-                            Ok(Some(stamp)) => out.stamps.push((i, stamp)),
+                            Ok(Some(s)) => pending.push((i, s, list)),
                             Ok(None) => {}
                             Err(error) => out.failures.push(WriteFailure {
                                 articles: vec![i],
@@ -280,6 +297,10 @@ impl Corpus {
                             }),
                         }
                     }
+                }
+                if !pending.is_empty() {
+                    std::thread::sleep(SETTLE_GRACE);
+                    self.settle_all(pending, &mut out);
                 }
                 out
             }
@@ -545,6 +566,72 @@ fn split_line_end(raw: &[u8]) -> (&[u8], &[u8]) {
         raw.len()
     };
     raw.split_at(content_len)
+}
+
+/// Reads a folder like [`read_corpus`], but takes each file whose stamp equals the one in
+/// `records` (by path) from its record instead of parsing it; returns the corpus and how many
+/// files were parsed. Anything but a folder is read in full.
+pub fn read_corpus_with_records(
+    path: &Path,
+    records: &crate::state::ArticleRecords,
+) -> Result<(Corpus, usize), ReadError> {
+    if records.is_empty() || !fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        let corpus = read_corpus(path)?;
+        let n = corpus.articles.len() + corpus.errors.len();
+        return Ok((corpus, n));
+    }
+    let mut walk = Walk {
+        root: fs::canonicalize(path).map_err(|e| ReadError::io(path, e))?,
+        paths: Vec::new(),
+        errors: Vec::new(),
+        stale_temps: Vec::new(),
+    };
+    walk.collect(
+        fs::read_dir(path).map_err(|e| ReadError::io(path, e))?,
+        path,
+    );
+    let Walk {
+        mut paths,
+        errors: walk_errors,
+        stale_temps,
+        ..
+    } = walk;
+    paths.sort();
+    let results: Vec<(PathBuf, Result<Article, ReadError>, bool)> = paths
+        .into_par_iter()
+        .map(|p| {
+            let stamp = fsutil::FileStamp::now(&p).ok();
+            if let Some(article) = stamp.and_then(|s| records.get(path, &p, s)) {
+                return (p, Ok(article), false);
+            }
+            let result = read_article(&p);
+            (p, result, true)
+        })
+        .collect();
+    let mut failed: Vec<(PathBuf, ReadError)> = walk_errors
+        .into_iter()
+        .map(|error| (error.path.clone(), error))
+        .collect();
+    let mut articles = Vec::with_capacity(results.len());
+    let mut parsed = 0;
+    for (p, result, was_parsed) in results {
+        parsed += usize::from(was_parsed);
+        match result {
+            Ok(article) => articles.push(article),
+            Err(error) => failed.push((p, error)),
+        }
+    }
+    failed.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((
+        Corpus {
+            root: path.to_path_buf(),
+            format: Format::Folder,
+            articles,
+            errors: failed.into_iter().map(|(_, error)| error).collect(),
+            stale_temps,
+        },
+        parsed,
+    ))
 }
 
 /// The article files of a folder, as [`read_corpus`] would read them (in its order), and the

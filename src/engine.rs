@@ -280,6 +280,9 @@ pub struct Engine {
     pub embed_stats: EmbedStats,
     /// What became of the HNSW graph kept in the state folder.
     pub graph: crate::index::GraphReuse,
+    /// Files parsed when the corpus was read (the others came from their records); set by the
+    /// caller that read it.
+    pub parsed: usize,
     pub timings: Timings,
 }
 
@@ -328,6 +331,7 @@ impl Engine {
         let keys = ArticleKey::of_corpus(&corpus.articles);
         timings.add("index", t);
         Ok(Engine {
+            parsed: corpus.articles.len() + corpus.errors.len(),
             corpus,
             keys,
             index,

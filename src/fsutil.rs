@@ -326,6 +326,11 @@ impl Settle {
     pub fn stamp(&self) -> FileStamp {
         self.stamp
     }
+
+    /// The stamp and the xxh3 of the bytes of the file written.
+    fn written(&self) -> (FileStamp, u64) {
+        (self.stamp, xxhash_rust::xxh3::xxh3_64(&self.written))
+    }
 }
 
 /// An edit of a file's bytes: `Ok(None)` leaves them as they are, `Err` refuses the text.
@@ -433,12 +438,12 @@ fn rewrite_from<E>(
 }
 
 /// Reads a replaced file once more; text written into it after the rename is carried into the
-/// file now at its path (edited again by `edit`). Returns the stamp of the file relink wrote
-/// last.
-pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<FileStamp, WriteError<E>> {
+/// file now at its path (edited again by `edit`). Returns the stamp and the xxh3 of the bytes
+/// of the file relink wrote last.
+pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<(FileStamp, u64), WriteError<E>> {
     let after = read_all_at(&s.old)?;
     if after == s.old_bytes {
-        return Ok(s.stamp);
+        return Ok(s.written());
     }
     let file = open_regular(&s.target)?;
     let on_disk = read_all_at(&file)?;
@@ -449,7 +454,7 @@ pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<FileStamp, WriteError<
         ));
     }
     match rewrite_from(&s.target, file, on_disk, after, edit)? {
-        Rewritten::Unchanged => Ok(s.stamp),
+        Rewritten::Unchanged => Ok(s.written()),
         Rewritten::Changed(next) => settle(next, edit),
     }
 }

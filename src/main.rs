@@ -254,22 +254,6 @@ fn error_line(err: &anyhow::Error) -> String {
     line
 }
 
-/// Reads the corpus; one without a readable article is an error (after its bad files are
-/// listed).
-fn read_corpus(path: &Path) -> Result<Corpus> {
-    let corpus = corpus::read_corpus(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if corpus.articles.is_empty() {
-        for e in &corpus.errors {
-            eprintln!("relink: skipped {e}");
-        }
-        bail!(
-            "{}: no readable article (.md, .txt or .jsonl)",
-            path.display()
-        );
-    }
-    Ok(corpus)
-}
-
 /// Reads the corpus under its state folder's lock, prints every bad file to stderr, and builds
 /// the engine. `writes`: the command writes to the corpus folder (refresh). The lock is
 /// returned, to be held until the command is done.
@@ -281,7 +265,29 @@ fn build_engine(
 ) -> Result<(Engine, Resolved, relink::fsutil::FolderLock)> {
     let resolved = common.resolve(path, writes)?;
     let t = Instant::now();
-    let mut corpus = read_corpus(path)?;
+    // eval needs every stored list, so it parses every file; the others may take unchanged
+    // files from the per-file records.
+    let use_records = command != "eval";
+    let records = if use_records {
+        relink::state::ArticleRecords::load(&resolved.engine.state_dir)
+    } else {
+        relink::state::ArticleRecords::default()
+    };
+    let read = |path: &Path| -> Result<(Corpus, usize)> {
+        let (corpus, parsed) =
+            corpus::read_corpus_with_records(path, &records).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if corpus.articles.is_empty() {
+            for e in &corpus.errors {
+                eprintln!("relink: skipped {e}");
+            }
+            bail!(
+                "{}: no readable article (.md, .txt or .jsonl)",
+                path.display()
+            );
+        }
+        Ok((corpus, parsed))
+    };
+    let (mut corpus, mut parsed) = read(path)?;
     let state_dir = &resolved.engine.state_dir;
     let what = format!("relink {command} {}", path.display());
     let (lock, waited) =
@@ -293,7 +299,7 @@ fn build_engine(
         })?;
     if waited {
         // The other run may have changed the files: read them as they are now.
-        corpus = read_corpus(path)?;
+        (corpus, parsed) = read(path)?;
     }
     for e in &corpus.errors {
         eprintln!("relink: skipped {e}");
@@ -314,7 +320,8 @@ fn build_engine(
     }
     let mut timings = Timings::default();
     timings.add("read", t);
-    let engine = Engine::build(corpus, &resolved.engine, timings)?;
+    let mut engine = Engine::build(corpus, &resolved.engine, timings)?;
+    engine.parsed = parsed;
     if let Some(note) = &engine.embed_stats.cache_note {
         eprintln!("relink: {}: {note}", resolved.engine.state_dir.display());
     }
@@ -413,15 +420,24 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
             ""
         }
     )?;
+    let unparsed = (engine.corpus.articles.len() + skipped).saturating_sub(engine.parsed);
     writeln!(
         out,
-        "  articles   {} read, {} skipped{}",
+        "  articles   {} read, {} skipped{}{}",
         engine.corpus.articles.len(),
         skipped,
         if skipped > 0 {
             " (bad files, listed above)"
         } else {
             ""
+        },
+        if unparsed > 0 {
+            format!(
+                "; {} parsed, {unparsed} unchanged since the last run",
+                engine.parsed
+            )
+        } else {
+            String::new()
         }
     )?;
     writeln!(
@@ -485,6 +501,7 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     if !args.dry_run {
         let clean = bad == 0 && args.only.is_empty();
         remember_clean_refresh(&args.path, &engine, &report, &resolved, &settings, clean);
+        save_article_records(&engine, &report, &resolved);
     }
     Ok(if bad > 0 {
         ExitCode::from(1)
@@ -582,8 +599,11 @@ fn remember_clean_refresh(
             if walk_errors > 0 || files.len() != articles.len() {
                 return None;
             }
-            let written: std::collections::HashMap<usize, relink::fsutil::FileStamp> =
-                report.stamps.iter().copied().collect();
+            let written: std::collections::HashMap<usize, relink::fsutil::FileStamp> = report
+                .stamps
+                .iter()
+                .map(|&(i, (stamp, _))| (i, stamp))
+                .collect();
             let mut pairs = Vec::with_capacity(files.len());
             for (i, (file, a)) in files.iter().zip(articles).enumerate() {
                 let expected = written.get(&i).copied().or(a.stamp);
@@ -601,6 +621,39 @@ fn remember_clean_refresh(
         eprintln!(
             "relink: warning: {}: {e}",
             state_dir.join(relink::state::LAST_REFRESH).display()
+        );
+    }
+}
+
+/// Saves the per-file records of a folder corpus, with the new stamps, hashes and lists of the
+/// files just written, so that the next run parses only files changed after this one.
+fn save_article_records(
+    engine: &Engine,
+    report: &relink::refresh::RefreshReport,
+    resolved: &Resolved,
+) {
+    if engine.corpus.format != corpus::Format::Folder || !engine.corpus.root.is_dir() {
+        return;
+    }
+    let list_hashes: std::collections::HashMap<usize, u64> =
+        report.written.iter().copied().collect();
+    let written: std::collections::HashMap<usize, (relink::fsutil::FileStamp, u64, u64)> = report
+        .stamps
+        .iter()
+        .filter_map(|&(i, (stamp, content))| {
+            list_hashes.get(&i).map(|&list| (i, (stamp, content, list)))
+        })
+        .collect();
+    let state_dir = &resolved.engine.state_dir;
+    if let Err(e) = relink::state::ArticleRecords::save(
+        state_dir,
+        &engine.corpus.root,
+        &engine.corpus.articles,
+        &written,
+    ) {
+        eprintln!(
+            "relink: warning: {}: {e}",
+            state_dir.join(relink::state::ARTICLE_RECORDS).display()
         );
     }
 }

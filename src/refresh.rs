@@ -39,8 +39,8 @@ pub struct RefreshReport {
     pub write_errors: Vec<ReadError>,
     /// The lists written: article position and [`crate::state::list_hash`] of its new list.
     pub written: Vec<(usize, u64)>,
-    /// The stamps of the files written, by article position.
-    pub stamps: Vec<(usize, crate::fsutil::FileStamp)>,
+    /// The files written, by article position: the new file's stamp and the xxh3 of its bytes.
+    pub stamps: Vec<(usize, (crate::fsutil::FileStamp, u64))>,
 }
 
 /// Picks the articles named by `only` (paths or webUrls); an empty `only` means all of them.
@@ -130,13 +130,26 @@ pub fn refresh(
     let mut to_write = Vec::new();
     for (i, list) in lists {
         let article = &engine.corpus.articles[i];
-        let old = article.related.as_deref().unwrap_or(&[]);
-        if old == list.as_slice() {
+        if article.related_hash == crate::state::list_hash(&list) {
             report.unchanged += 1;
-        } else {
-            report.changes.push(diff(i, article, old, &list));
-            to_write.push((i, list));
+            continue;
         }
+        // An article taken from its record carries only its list's hash: the list itself is
+        // read from the file, for the diff.
+        let reread;
+        let old = match (&article.related, &article.source) {
+            (Some(old), _) => old.as_slice(),
+            (None, Source::File(path)) if article.related_hash != empty_hash() => {
+                reread = crate::corpus::read_article(path)
+                    .ok()
+                    .and_then(|a| a.related)
+                    .unwrap_or_default();
+                reread.as_slice()
+            }
+            _ => &[],
+        };
+        report.changes.push(diff(i, article, old, &list));
+        to_write.push((i, list));
     }
     if dry_run {
         return report;
@@ -158,6 +171,10 @@ pub fn refresh(
         .collect();
     report.write_errors = failures.into_iter().map(|f| f.error).collect();
     report
+}
+
+fn empty_hash() -> u64 {
+    crate::state::list_hash(&[])
 }
 
 fn entry_id(r: &Related) -> String {

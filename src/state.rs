@@ -139,3 +139,120 @@ pub fn save_last_refresh(state_dir: &Path, identity: Option<&str>) -> std::io::R
         },
     }
 }
+
+/// Name of the per-file records in the state folder.
+pub const ARTICLE_RECORDS: &str = "articles.jsonl";
+
+/// What a record file starts with; records of another relink version are not used (the parser
+/// may read a file differently).
+fn records_header() -> String {
+    format!("relink-articles {}\n", env!("CARGO_PKG_VERSION"))
+}
+
+/// One line of the record file.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RecordLine {
+    /// Path relative to the corpus folder.
+    path: String,
+    stamp: [i64; 5],
+    article: Article,
+}
+
+fn stamp_fields(s: FileStamp) -> [i64; 5] {
+    [
+        s.dev as i64,
+        s.ino as i64,
+        s.size as i64,
+        s.mtime_ns as i64,
+        s.ctime_ns as i64,
+    ]
+}
+
+/// The articles of a folder as they were read, by path and stamp, so that a run parses only the
+/// files that changed since (`articles.jsonl`: a header line, then one JSON line per file). A
+/// record is used only for a file whose stamp is the same: any write changes the status-change
+/// time.
+#[derive(Default)]
+pub struct ArticleRecords {
+    by_path: HashMap<String, ([i64; 5], Article)>,
+}
+
+impl ArticleRecords {
+    /// Reads the records in `state_dir`; none, another version's, or a damaged file is no
+    /// records (and a damaged line is skipped).
+    pub fn load(state_dir: &Path) -> ArticleRecords {
+        let mut out = ArticleRecords::default();
+        let Ok(text) = crate::fsutil::read_regular_string(&state_dir.join(ARTICLE_RECORDS)) else {
+            return out;
+        };
+        let Some(body) = text.strip_prefix(&records_header()) else {
+            return out;
+        };
+        for line in body.lines() {
+            if let Ok(r) = serde_json::from_str::<RecordLine>(line) {
+                out.by_path.insert(r.path, (r.stamp, r.article));
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_path.is_empty()
+    }
+
+    /// The article of `file` (below the corpus folder `root`) when its record has `stamp`.
+    pub fn get(&self, root: &Path, file: &Path, stamp: FileStamp) -> Option<Article> {
+        let rel = file.strip_prefix(root).unwrap_or(file).to_string_lossy();
+        let (recorded, article) = self.by_path.get(rel.as_ref())?;
+        if *recorded != stamp_fields(stamp) {
+            return None;
+        }
+        let mut article = article.clone();
+        article.source = crate::article::Source::File(file.to_path_buf());
+        article.stamp = Some(stamp);
+        Some(article)
+    }
+
+    /// Writes the records of `articles` (front-matter files with a stamp) into `state_dir`.
+    /// `written` gives, for articles whose list relink just wrote, the new file's stamp and
+    /// content hash and the new list's hash.
+    pub fn save(
+        state_dir: &Path,
+        root: &Path,
+        articles: &[Article],
+        written: &HashMap<usize, (FileStamp, u64, u64)>,
+    ) -> std::io::Result<()> {
+        let mut text = records_header();
+        for (i, a) in articles.iter().enumerate() {
+            let Source::File(path) = &a.source else {
+                continue;
+            };
+            let mut a = a.clone();
+            let stamp = match written.get(&i) {
+                Some(&(stamp, content_hash, related_hash)) => {
+                    a.content_hash = content_hash;
+                    a.related_hash = related_hash;
+                    stamp
+                }
+                None => match a.stamp {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            let line = RecordLine {
+                path: path
+                    .strip_prefix(root)
+                    .unwrap_or(path)
+                    .to_string_lossy()
+                    .into_owned(),
+                stamp: stamp_fields(stamp),
+                article: a,
+            };
+            if let Ok(json) = serde_json::to_string(&line) {
+                text.push_str(&json);
+                text.push('\n');
+            }
+        }
+        crate::fsutil::write_new(&state_dir.join(ARTICLE_RECORDS), text.as_bytes())
+    }
+}

@@ -288,6 +288,7 @@ fn rewriting_every_corpus_file() {
             same.related = article.related.clone();
             same.content_hash = article.content_hash;
             same.stamp = article.stamp;
+            same.related_hash = article.related_hash;
             assert_eq!(&same, article, "other fields read the same");
 
             // And back again: a file that had a list returns to its original bytes.

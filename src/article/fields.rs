@@ -39,6 +39,7 @@ pub(super) fn article_from_mapping(
         related: None,
         extra: BTreeMap::new(),
         content_hash,
+        related_hash: 0,
         stamp: None,
     };
     for (key, value) in map {
@@ -74,6 +75,7 @@ pub(super) fn article_from_mapping(
         }
     }
     article.title = title.ok_or_else(|| ParseError::new(None, "`title` is missing"))?;
+    article.related_hash = crate::state::list_hash(article.related.as_deref().unwrap_or(&[]));
     Ok(article)
 }
 

@@ -117,6 +117,11 @@ pub enum Source {
 }
 
 impl Source {
+    /// No source yet (an article read back from a record, before its path is set).
+    fn unknown() -> Source {
+        Source::File(PathBuf::new())
+    }
+
     /// The file the article is in.
     pub fn path(&self) -> &Path {
         match self {
@@ -134,9 +139,13 @@ impl Source {
 }
 
 /// An article as read from its file: the fields the engine uses, and every other key kept aside.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// It serialises (for the per-file records of the state folder) without its source, its stored
+/// list (only that list's hash is kept), the other keys and its stamp.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Article {
     /// Where it was read from.
+    #[serde(skip, default = "Source::unknown")]
     pub source: Source,
     /// Title; the only required field.
     pub title: String,
@@ -168,14 +177,20 @@ pub struct Article {
     pub topics: Vec<Option<String>>,
     /// Images.
     pub images: Option<Vec<Image>>,
-    /// The stored related list; `None` when the file has no `related` key (or a null one).
+    /// The stored related list; `None` when the file has no `related` key (or a null one), and
+    /// when the article comes from a per-file record rather than its file.
+    #[serde(skip)]
     pub related: Option<Vec<Related>>,
+    /// [`crate::state::list_hash`] of the stored list (an absent list hashes as an empty one).
+    pub related_hash: u64,
     /// Every other top-level key (`featuredContent`, `secured`, ...), kept.
+    #[serde(skip)]
     pub extra: BTreeMap<String, Value>,
     /// xxh3 of the bytes as read (for JSON Lines: of the line, without its line end), so that a
     /// writer can tell whether the file was edited after it was read.
     pub content_hash: u64,
     /// The file's identity and times when it was read (front-matter files read from disk).
+    #[serde(skip)]
     pub stamp: Option<crate::fsutil::FileStamp>,
 }
 
