@@ -829,6 +829,7 @@ fn a_parallel_built_graph_agrees_with_exact_search() {
         })
         .sum();
     let recall = hits as f64 / (10 * queries.len()) as f64;
+    eprintln!("parallel-built graph: recall@10 {recall} against exact search");
     assert!(
         recall >= 0.98,
         "recall@10 {recall} (by row: {})",
