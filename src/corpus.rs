@@ -98,7 +98,7 @@ pub enum WriteOutcome {
 pub fn read_corpus(path: &Path) -> Result<Corpus, ReadError> {
     let meta = fs::metadata(path).map_err(|e| ReadError::io(path, e))?;
     if meta.is_dir() {
-        return read_folder(path);
+        return Ok(read_folder(path, &crate::state::ArticleRecords::default())?.0);
     }
     let is_jsonl = path
         .extension()
@@ -568,70 +568,19 @@ fn split_line_end(raw: &[u8]) -> (&[u8], &[u8]) {
     raw.split_at(content_len)
 }
 
-/// Reads a folder like [`read_corpus`], but takes each file whose stamp equals the one in
-/// `records` (by path) from its record instead of parsing it; returns the corpus and how many
-/// files were parsed. Anything but a folder is read in full.
+/// Reads a corpus like [`read_corpus`], but a folder's files whose stamp equals the one in
+/// `records` (by path) come from their record instead of being parsed; returns the corpus and
+/// how many files were parsed. Anything but a folder is read in full.
 pub fn read_corpus_with_records(
     path: &Path,
     records: &crate::state::ArticleRecords,
 ) -> Result<(Corpus, usize), ReadError> {
-    if records.is_empty() || !fs::metadata(path).is_ok_and(|m| m.is_dir()) {
-        let corpus = read_corpus(path)?;
-        let n = corpus.articles.len() + corpus.errors.len();
-        return Ok((corpus, n));
+    if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return read_folder(path, records);
     }
-    let mut walk = Walk {
-        root: fs::canonicalize(path).map_err(|e| ReadError::io(path, e))?,
-        paths: Vec::new(),
-        errors: Vec::new(),
-        stale_temps: Vec::new(),
-    };
-    walk.collect(
-        fs::read_dir(path).map_err(|e| ReadError::io(path, e))?,
-        path,
-    );
-    let Walk {
-        mut paths,
-        errors: walk_errors,
-        stale_temps,
-        ..
-    } = walk;
-    paths.sort();
-    let results: Vec<(PathBuf, Result<Article, ReadError>, bool)> = paths
-        .into_par_iter()
-        .map(|p| {
-            let stamp = fsutil::FileStamp::now(&p).ok();
-            if let Some(article) = stamp.and_then(|s| records.get(path, &p, s)) {
-                return (p, Ok(article), false);
-            }
-            let result = read_article(&p);
-            (p, result, true)
-        })
-        .collect();
-    let mut failed: Vec<(PathBuf, ReadError)> = walk_errors
-        .into_iter()
-        .map(|error| (error.path.clone(), error))
-        .collect();
-    let mut articles = Vec::with_capacity(results.len());
-    let mut parsed = 0;
-    for (p, result, was_parsed) in results {
-        parsed += usize::from(was_parsed);
-        match result {
-            Ok(article) => articles.push(article),
-            Err(error) => failed.push((p, error)),
-        }
-    }
-    failed.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((
-        Corpus {
-            root: path.to_path_buf(),
-            format: Format::Folder,
-            articles,
-            errors: failed.into_iter().map(|(_, error)| error).collect(),
-            stale_temps,
-        },
-        parsed,
-    ))
+    let corpus = read_corpus(path)?;
+    let n = corpus.articles.len() + corpus.errors.len();
+    Ok((corpus, n))
 }
 
 /// The article files of a folder, as [`read_corpus`] would read them (in its order), and the
@@ -640,38 +589,36 @@ pub fn list_article_files(path: &Path) -> Option<(Vec<PathBuf>, Vec<PathBuf>, us
     if !fs::metadata(path).ok()?.is_dir() {
         return None;
     }
-    let mut walk = Walk {
-        root: fs::canonicalize(path).ok()?,
-        paths: Vec::new(),
-        errors: Vec::new(),
-        stale_temps: Vec::new(),
-    };
-    walk.collect(fs::read_dir(path).ok()?, path);
-    walk.paths.sort();
+    let walk = Walk::of(path).ok()?;
     Some((walk.paths, walk.stale_temps, walk.errors.len()))
 }
 
-fn read_folder(root: &Path) -> Result<Corpus, ReadError> {
-    let mut walk = Walk {
-        root: fs::canonicalize(root).map_err(|e| ReadError::io(root, e))?,
-        paths: Vec::new(),
-        errors: Vec::new(),
-        stale_temps: Vec::new(),
-    };
-    let entries = fs::read_dir(root).map_err(|e| ReadError::io(root, e))?;
-    walk.collect(entries, root);
+/// Reads every article file of a folder, in parallel, taking those whose record in `records`
+/// has their current stamp from the record; returns the corpus and how many files were parsed.
+fn read_folder(
+    root: &Path,
+    records: &crate::state::ArticleRecords,
+) -> Result<(Corpus, usize), ReadError> {
     let Walk {
-        mut paths,
+        paths,
         errors,
         stale_temps,
         ..
-    } = walk;
-    paths.sort();
-    let results: Vec<(PathBuf, Result<Article, ReadError>)> = paths
+    } = Walk::of(root)?;
+    let results: Vec<(PathBuf, Result<Article, ReadError>, bool)> = paths
         .into_par_iter()
         .map(|path| {
-            let result = read_article(&path);
-            (path, result)
+            let recorded = (!records.is_empty())
+                .then(|| fsutil::FileStamp::now(&path).ok())
+                .flatten()
+                .and_then(|stamp| records.get(root, &path, stamp));
+            match recorded {
+                Some(article) => (path, Ok(article), false),
+                None => {
+                    let result = read_article(&path);
+                    (path, result, true)
+                }
+            }
         })
         .collect();
     // Errors found while walking and while reading, in one path order.
@@ -680,20 +627,23 @@ fn read_folder(root: &Path) -> Result<Corpus, ReadError> {
         .map(|error| (error.path.clone(), error))
         .collect();
     let mut articles = Vec::with_capacity(results.len());
-    for (path, result) in results {
+    let mut parsed = 0;
+    for (path, result, was_parsed) in results {
+        parsed += usize::from(was_parsed);
         match result {
             Ok(article) => articles.push(article),
             Err(error) => failed.push((path, error)),
         }
     }
     failed.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Corpus {
+    let corpus = Corpus {
         root: root.to_path_buf(),
         format: Format::Folder,
         articles,
         errors: failed.into_iter().map(|(_, error)| error).collect(),
         stale_temps,
-    })
+    };
+    Ok((corpus, parsed))
 }
 
 /// What a folder walk finds.
@@ -706,6 +656,23 @@ struct Walk {
 }
 
 impl Walk {
+    /// Walks the folder `root`: its article files sorted by path, what could not be read, and
+    /// leftover temporary files.
+    fn of(root: &Path) -> Result<Walk, ReadError> {
+        let mut walk = Walk {
+            root: fs::canonicalize(root).map_err(|e| ReadError::io(root, e))?,
+            paths: Vec::new(),
+            errors: Vec::new(),
+            stale_temps: Vec::new(),
+        };
+        walk.collect(
+            fs::read_dir(root).map_err(|e| ReadError::io(root, e))?,
+            root,
+        );
+        walk.paths.sort();
+        Ok(walk)
+    }
+
     /// Collects the article files below `dir`. Symbolic links: a link to a folder is not
     /// followed; a link to a file inside the corpus folder is skipped (the file is read under its
     /// own name, once); a link to a file outside it is read, and its article is recommended like

@@ -322,11 +322,6 @@ pub struct Settle {
 }
 
 impl Settle {
-    /// The stamp of the file written, taken through its own descriptor after the rename.
-    pub fn stamp(&self) -> FileStamp {
-        self.stamp
-    }
-
     /// The stamp and the xxh3 of the bytes of the file written.
     fn written(&self) -> (FileStamp, u64) {
         (self.stamp, xxhash_rust::xxh3::xxh3_64(&self.written))

@@ -254,16 +254,38 @@ fn error_line(err: &anyhow::Error) -> String {
     line
 }
 
+/// Takes the lock of `state_dir` for `relink <command> <path>`, saying who holds it while it
+/// waits (or, with `no_wait`, failing with that). Returns the lock and whether it waited.
+fn take_lock(
+    state_dir: &Path,
+    command: &str,
+    path: &Path,
+    no_wait: bool,
+) -> Result<(relink::fsutil::FolderLock, bool)> {
+    let what = format!("relink {command} {}", path.display());
+    Ok(relink::engine::lock_state(
+        state_dir,
+        &what,
+        !no_wait,
+        &mut |holder| {
+            eprintln!(
+                "relink: waiting for {}: held by {holder}",
+                state_dir.join("lock").display()
+            )
+        },
+    )?)
+}
+
 /// Reads the corpus under its state folder's lock, prints every bad file to stderr, and builds
-/// the engine. `writes`: the command writes to the corpus folder (refresh). The lock is
-/// returned, to be held until the command is done.
+/// the engine with the `resolved` settings. `writes`: the command writes to the corpus folder
+/// (refresh). The lock is returned, to be held until the command is done.
 fn build_engine(
     path: &Path,
     common: &CommonArgs,
+    resolved: Resolved,
     writes: bool,
     command: &str,
 ) -> Result<(Engine, Resolved, relink::fsutil::FolderLock)> {
-    let resolved = common.resolve(path, writes)?;
     let t = Instant::now();
     // eval needs every stored list, so it parses every file; the others may take unchanged
     // files from the per-file records.
@@ -288,15 +310,7 @@ fn build_engine(
         Ok((corpus, parsed))
     };
     let (mut corpus, mut parsed) = read(path)?;
-    let state_dir = &resolved.engine.state_dir;
-    let what = format!("relink {command} {}", path.display());
-    let (lock, waited) =
-        relink::engine::lock_state(state_dir, &what, !common.no_wait, &mut |holder| {
-            eprintln!(
-                "relink: waiting for {}: held by {holder}",
-                state_dir.join("lock").display()
-            )
-        })?;
+    let (lock, waited) = take_lock(&resolved.engine.state_dir, command, path, common.no_wait)?;
     if waited {
         // The other run may have changed the files: read them as they are now.
         (corpus, parsed) = read(path)?;
@@ -351,7 +365,7 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let (mut engine, resolved, _lock) =
-        build_engine(&args.path, &args.common, !args.dry_run, "refresh")?;
+        build_engine(&args.path, &args.common, resolved, !args.dry_run, "refresh")?;
     let (selected, unknown) = relink::refresh::select(&engine.corpus.articles, &args.only);
     for name in &unknown {
         eprintln!(
@@ -546,14 +560,7 @@ fn unchanged_since_last_refresh(
     if walk_errors > 0 || files.is_empty() {
         return Ok(None);
     }
-    let what = format!("relink refresh {}", args.path.display());
-    let (_lock, _) =
-        relink::engine::lock_state(state_dir, &what, !args.common.no_wait, &mut |holder| {
-            eprintln!(
-                "relink: waiting for {}: held by {holder}",
-                state_dir.join("lock").display()
-            )
-        })?;
+    let (_lock, _) = take_lock(state_dir, "refresh", &args.path, args.common.no_wait)?;
     let stamps: Option<Vec<(PathBuf, relink::fsutil::FileStamp)>> = {
         use rayon::prelude::*;
         files
@@ -686,7 +693,9 @@ fn cmd_related(args: RelatedArgs) -> Result<ExitCode> {
         (None, true) => relink::config::config_dir(as_file),
         (None, false) => PathBuf::from("."),
     };
-    let (engine, resolved, _lock) = build_engine(&corpus_path, &args.common, false, "related")?;
+    let resolved = args.common.resolve(&corpus_path, false)?;
+    let (engine, resolved, _lock) =
+        build_engine(&corpus_path, &args.common, resolved, false, "related")?;
     let ranker = engine.ranker(resolved.rank.clone());
     let (selected, _) =
         relink::refresh::select(&engine.corpus.articles, std::slice::from_ref(&args.query));
@@ -831,7 +840,9 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         .iter()
         .map(|s| eval::parse_sweep(s).map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
-    let (engine, resolved, _lock) = build_engine(&args.path, &args.common, false, "eval")?;
+    let resolved = args.common.resolve(&args.path, false)?;
+    let (engine, resolved, _lock) =
+        build_engine(&args.path, &args.common, resolved, false, "eval")?;
     let mut reference_lists = None;
     let (references, links) = match &args.labels {
         Some(path) => {

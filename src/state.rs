@@ -88,10 +88,6 @@ impl WrittenLists {
         }
         crate::fsutil::write_new(&state_dir.join(WRITTEN_LISTS), text.as_bytes())
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
-    }
 }
 
 /// Name of the file that remembers the state a clean refresh left the corpus in.
