@@ -1,7 +1,7 @@
 //! The pipeline shared by `refresh`, `related`, `eval` and the benches: a corpus, its vectors
 //! (from the cache where possible), the vector index and BM25, ready to rank.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -220,6 +220,22 @@ pub fn embed_with_cache(
     state_dir: &Path,
     show_progress: bool,
 ) -> Result<(Array2<f32>, EmbedStats), EngineError> {
+    embed_with_cache_keeping(texts, choice, state_dir, show_progress, &[])
+        .map(|(vectors, stats, _)| (vectors, stats))
+}
+
+/// Vectors by text key.
+pub type OldVectors = HashMap<u128, Vec<f32>>;
+
+/// [`embed_with_cache`], also returning the cached vectors of the texts `old` (texts that were
+/// in the corpus and are no more), those the cache still holds, before it drops unused ones.
+pub fn embed_with_cache_keeping(
+    texts: &[String],
+    choice: &EmbedderChoice,
+    state_dir: &Path,
+    show_progress: bool,
+    old: &[u128],
+) -> Result<(Array2<f32>, EmbedStats, OldVectors), EngineError> {
     let model_id = choice.model_id()?;
     let dim = choice.dim()?;
     let (mut cache, opened) = EmbeddingCache::open(state_dir, &model_id, dim)?;
@@ -266,9 +282,13 @@ pub fn embed_with_cache(
         out.row_mut(i).assign(&ndarray::ArrayView1::from(v));
     }
     stats.cached = texts.len() - stats.embedded;
+    let old: HashMap<u128, Vec<f32>> = old
+        .iter()
+        .filter_map(|k| Some((*k, cache.get(*k)?.to_vec())))
+        .collect();
     let live: HashSet<u128> = keys.into_iter().collect();
     cache.compact(&live)?;
-    Ok((out, stats))
+    Ok((out, stats, old))
 }
 
 /// Everything needed to rank the articles of one corpus.
@@ -283,6 +303,14 @@ pub struct Engine {
     /// Files parsed when the corpus was read (the others came from their records); set by the
     /// caller that read it.
     pub parsed: usize,
+    /// Whether BM25 and quality percentiles were weighed by the kept lists' statistics (else by
+    /// the corpus's own).
+    pub stats_kept: bool,
+    /// Vectors of the texts that left the corpus since the kept lists, those the cache still
+    /// held.
+    pub old_vectors: HashMap<u128, Vec<f32>>,
+    /// The lists kept by the last refresh, matched with this corpus.
+    pub kept: Option<crate::selective::Kept>,
     pub timings: Timings,
 }
 
@@ -301,15 +329,39 @@ impl Engine {
     pub fn build(
         corpus: Corpus,
         settings: &EngineSettings,
-        mut timings: Timings,
+        timings: Timings,
     ) -> Result<Engine, EngineError> {
+        Engine::build_with(corpus, settings, timings, None)
+    }
+
+    /// [`Engine::build`], with the lists kept by the last refresh: their statistics weigh the
+    /// scores while they hold ([`crate::selective::Snapshot::stats_hold`]), and the vectors of
+    /// the articles that left since are looked up for [`crate::selective::plan`].
+    pub fn build_with(
+        corpus: Corpus,
+        settings: &EngineSettings,
+        mut timings: Timings,
+        kept: Option<crate::selective::Kept>,
+    ) -> Result<Engine, EngineError> {
+        let stats = kept
+            .as_ref()
+            .filter(|k| k.snapshot.stats_hold(&k.matching))
+            .map(|k| &k.snapshot.stats);
+        let old_texts: Vec<u128> = kept.as_ref().map_or(Vec::new(), |k| {
+            k.matching
+                .left
+                .iter()
+                .map(|&e| k.snapshot.entries[e].text_key)
+                .collect()
+        });
         let t = Instant::now();
         let texts: Vec<String> = corpus.articles.iter().map(|a| a.text()).collect();
-        let (vectors, embed_stats) = embed_with_cache(
+        let (vectors, embed_stats, old_vectors) = embed_with_cache_keeping(
             &texts,
             &settings.embedder,
             &settings.state_dir,
             settings.show_progress,
+            &old_texts,
         )?;
         timings.add("embed", t);
         let t = Instant::now();
@@ -327,10 +379,18 @@ impl Engine {
         // tie coverage of one story together, and excerpts mostly add noise (recall@5 0.55
         // with titles, 0.49 with title + excerpt).
         let titles: Vec<&str> = corpus.articles.iter().map(|a| a.title.as_str()).collect();
-        let bm25 = Bm25::new(&titles);
-        let keys = ArticleKey::of_corpus(&corpus.articles);
+        let (bm25, keys) = match stats {
+            Some(stats) => (
+                Bm25::with_stats(&titles, Some(&stats.lexical)),
+                ArticleKey::of_corpus_with(&corpus.articles, &stats.qualities),
+            ),
+            None => (Bm25::new(&titles), ArticleKey::of_corpus(&corpus.articles)),
+        };
         timings.add("index", t);
         Ok(Engine {
+            stats_kept: stats.is_some(),
+            old_vectors,
+            kept,
             parsed: corpus.articles.len() + corpus.errors.len(),
             corpus,
             keys,
@@ -375,7 +435,7 @@ impl Engine {
             terms,
             lexical_self: self.bm25.query_self_score(text),
         };
-        let neighbours = self.index.search(query.vector, ranker.options.pool);
+        let neighbours = self.index.search(query.vector, ranker.search_depth(&query));
         Ok(ranker.rank(&query, &neighbours))
     }
 

@@ -29,6 +29,23 @@ pub fn tokenize(text: &str) -> impl Iterator<Item = String> + '_ {
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
 
+/// What BM25 weighs terms by: the number of documents, their average length in words, and
+/// the number of documents each term is in.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LexicalStats {
+    pub docs: u64,
+    pub avg_len: f32,
+    pub df: HashMap<String, u32>,
+}
+
+/// A text as a BM25 document: its known terms with their counts (sorted) and its length
+/// normalisation.
+#[derive(Clone, Debug)]
+pub struct TextDoc {
+    pub terms: Vec<(u32, u16)>,
+    pub norm: f32,
+}
+
 /// An inverted index over a corpus of short texts, scored with BM25.
 pub struct Bm25 {
     /// term id -> (document, term frequency)
@@ -47,6 +64,14 @@ pub struct Bm25 {
 impl Bm25 {
     /// Indexes `texts`; document `i` is `texts[i]`.
     pub fn new<S: AsRef<str>>(texts: &[S]) -> Bm25 {
+        Bm25::with_stats(texts, None)
+    }
+
+    /// Indexes `texts`, weighing terms by `stats` (document count, frequencies, average length)
+    /// when given instead of by `texts` themselves: the scores then stay the same while
+    /// documents come and go, which is what lets a refresh re-rank only the lists a change can
+    /// reach (see [`crate::selective`]). A term `stats` never saw counts as in no document.
+    pub fn with_stats<S: AsRef<str>>(texts: &[S], stats: Option<&LexicalStats>) -> Bm25 {
         let mut terms: HashMap<String, u32> = HashMap::new();
         let mut docs = Vec::with_capacity(texts.len());
         let mut lengths = Vec::with_capacity(texts.len());
@@ -70,18 +95,25 @@ impl Bm25 {
                 postings[t as usize].push((d as u32, tf));
             }
         }
-        let n = texts.len() as f32;
-        let idf = postings
-            .iter()
-            .map(|p| {
-                let df = p.len() as f32;
-                ((n - df + 0.5) / (df + 0.5) + 1.0).ln()
-            })
-            .collect();
-        let avg = lengths.iter().sum::<usize>() as f32 / n.max(1.0);
+        let (n, avg) = match stats {
+            Some(s) => (s.docs as f32, s.avg_len),
+            None => (
+                texts.len() as f32,
+                lengths.iter().sum::<usize>() as f32 / (texts.len() as f32).max(1.0),
+            ),
+        };
+        let mut idf = vec![0.0f32; terms.len()];
+        for (word, &t) in &terms {
+            let df = match stats {
+                Some(s) => s.df.get(word).copied().unwrap_or(0) as f32,
+                None => postings[t as usize].len() as f32,
+            };
+            idf[t as usize] = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+        }
+        let avg_len = avg.max(1.0);
         let norm: Vec<f32> = lengths
             .iter()
-            .map(|&l| K1 * (1.0 - B + B * l as f32 / avg.max(1.0)))
+            .map(|&l| K1 * (1.0 - B + B * l as f32 / avg_len))
             .collect();
         let max_score = postings
             .iter()
@@ -98,9 +130,69 @@ impl Bm25 {
             docs,
             norm,
             max_score,
-            avg_len: avg.max(1.0),
+            avg_len,
             terms,
         }
+    }
+
+    /// The statistics this index weighs terms by, to be kept and given back to
+    /// [`Bm25::with_stats`].
+    pub fn stats(&self) -> LexicalStats {
+        LexicalStats {
+            docs: self.docs.len() as u64,
+            avg_len: self.avg_len,
+            df: self
+                .terms
+                .iter()
+                .map(|(w, &t)| (w.clone(), self.postings[t as usize].len() as u32))
+                .collect(),
+        }
+    }
+
+    /// Free text as a document of this index (its known terms, and the length normalisation of
+    /// all its words), for [`Bm25::score_against`].
+    pub fn doc_of_text(&self, text: &str) -> TextDoc {
+        let mut counts: HashMap<u32, u16> = HashMap::new();
+        let mut len = 0usize;
+        for w in tokenize(text) {
+            len += 1;
+            if let Some(&t) = self.terms.get(&w) {
+                *counts.entry(t).or_default() += 1;
+            }
+        }
+        let mut terms: Vec<(u32, u16)> = counts.into_iter().collect();
+        terms.sort_unstable();
+        TextDoc {
+            terms,
+            norm: K1 * (1.0 - B + B * len as f32 / self.avg_len),
+        }
+    }
+
+    /// Document `doc` as a [`TextDoc`].
+    pub fn doc(&self, doc: usize) -> TextDoc {
+        TextDoc {
+            terms: self.docs[doc].clone(),
+            norm: self.norm[doc],
+        }
+    }
+
+    /// The score of `doc` for the query `terms` (sorted term ids): bit for bit what
+    /// [`Bm25::score`] gives a document of the index with the same terms and length.
+    pub fn score_against(&self, terms: &[u32], doc: &TextDoc) -> f32 {
+        self.score_terms_in(terms, &doc.terms, doc.norm)
+    }
+
+    /// The documents holding any term of `doc`, each once, in increasing order: every document
+    /// whose own terms, as a query, give `doc` a score above 0.
+    pub fn docs_sharing(&self, doc: &TextDoc) -> Vec<usize> {
+        let mut out: Vec<usize> = doc
+            .terms
+            .iter()
+            .flat_map(|&(t, _)| self.postings[t as usize].iter().map(|&(d, _)| d as usize))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Number of documents.
@@ -131,15 +223,18 @@ impl Bm25 {
     /// added in term order, as every other scoring path here does, so the same pair always
     /// gets the same bits.
     pub fn score(&self, terms: &[u32], doc: usize) -> f32 {
+        self.score_terms_in(terms, &self.docs[doc], self.norm[doc])
+    }
+
+    fn score_terms_in(&self, terms: &[u32], d: &[(u32, u16)], norm: f32) -> f32 {
         let mut total = 0.0f32;
-        let d = &self.docs[doc];
         let (mut i, mut j) = (0, 0);
         while i < terms.len() && j < d.len() {
             match terms[i].cmp(&d[j].0) {
                 std::cmp::Ordering::Less => i += 1,
                 std::cmp::Ordering::Greater => j += 1,
                 std::cmp::Ordering::Equal => {
-                    total += term_score(self.idf[terms[i] as usize], d[j].1 as f32, self.norm[doc]);
+                    total += term_score(self.idf[terms[i] as usize], d[j].1 as f32, norm);
                     i += 1;
                     j += 1;
                 }

@@ -11,6 +11,7 @@
 //! - [`rank`]: similarity, publication time and provider quality to a diverse top k.
 //! - [`engine`] ties them together; [`refresh`] writes the lists; [`eval`] and [`report`]
 //!   measure them against reference lists.
+//! - [`selective`]: after a change, re-rank only the lists it can reach.
 //! - [`state`]: what relink remembers writing, so `eval` never grades its own lists.
 //! - [`config`]: `relink.toml`; [`alloc`]: the allocator tuning libtorch needs; [`fsutil`]:
 //!   regular files only, rewrites that keep owner, mode and concurrent edits, folder locks.
@@ -29,5 +30,6 @@ pub mod lexical;
 pub mod rank;
 pub mod refresh;
 pub mod report;
+pub mod selective;
 pub mod state;
 pub mod testing;

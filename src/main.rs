@@ -44,6 +44,9 @@ struct RefreshArgs {
     /// Refresh only these articles (file paths or webUrls), still ranked against the whole corpus.
     #[arg(long, num_args = 1.., value_name = "FILE|URL")]
     only: Vec<String>,
+    /// Rank every list, instead of only those a change since the last refresh can reach.
+    #[arg(long, conflicts_with = "only")]
+    full: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -332,9 +335,11 @@ fn build_engine(
             eprintln!("relink: removed {removed} temporary files left by an interrupted run");
         }
     }
+    let kept =
+        relink::selective::Kept::load(&resolved.engine.state_dir, &corpus.root, &corpus.articles);
     let mut timings = Timings::default();
     timings.add("read", t);
-    let mut engine = Engine::build(corpus, &resolved.engine, timings)?;
+    let mut engine = Engine::build_with(corpus, &resolved.engine, timings, kept)?;
     engine.parsed = parsed;
     if let Some(note) = &engine.embed_stats.cache_note {
         eprintln!("relink: {}: {note}", resolved.engine.state_dir.display());
@@ -355,7 +360,7 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
             out,
             "  articles   {n} files as the last refresh left them: none read, nothing to rank"
         )?;
-        writeln!(out, "  lists      0 refreshed: 0 changed, {n} unchanged")?;
+        writeln!(out, "  lists      0 ranked: 0 changed, {n} unchanged")?;
         writeln!(
             out,
             "  time       check {:.2}s (total {:.2}s)",
@@ -374,13 +379,26 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
         );
     }
     let t = Instant::now();
-    let report = relink::refresh::refresh(
-        &engine,
-        &resolved.rank,
-        &selected,
-        args.dry_run,
-        !args.common.quiet,
-    );
+    let (report, snapshot) = if args.only.is_empty() {
+        let (report, snapshot) = relink::refresh::refresh_all(
+            &engine,
+            &resolved.rank,
+            &settings,
+            args.full,
+            args.dry_run,
+            !args.common.quiet,
+        );
+        (report, Some(snapshot))
+    } else {
+        let report = relink::refresh::refresh(
+            &engine,
+            &resolved.rank,
+            &selected,
+            args.dry_run,
+            !args.common.quiet,
+        );
+        (report, None)
+    };
     engine
         .timings
         .add(if args.dry_run { "rank" } else { "rank+write" }, t);
@@ -399,6 +417,16 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
             eprintln!(
                 "relink: warning: {}: {e}",
                 state_dir.join(relink::state::WRITTEN_LISTS).display()
+            );
+        }
+    }
+
+    if let (Some(snapshot), false) = (&snapshot, args.dry_run) {
+        let state_dir = &resolved.engine.state_dir;
+        if let Err(e) = snapshot.save(state_dir) {
+            eprintln!(
+                "relink: warning: {}: {e}",
+                state_dir.join(relink::selective::SNAPSHOT).display()
             );
         }
     }
@@ -484,8 +512,16 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     )?;
     writeln!(
         out,
-        "  lists      {} refreshed: {} {}, {} unchanged{}",
+        "  lists      {} ranked{}: {} {}, {} unchanged{}",
         report.refreshed,
+        if report.kept > 0 {
+            format!(
+                ", {} kept (no change since the last refresh reaches them)",
+                report.kept
+            )
+        } else {
+            String::new()
+        },
         report.changes.len(),
         if args.dry_run {
             "would change"
@@ -548,7 +584,7 @@ fn unchanged_since_last_refresh(
     settings: &str,
 ) -> Result<Option<usize>> {
     let state_dir = &resolved.engine.state_dir;
-    if !args.only.is_empty() {
+    if !args.only.is_empty() || args.full {
         return Ok(None);
     }
     let Some(saved) = relink::state::last_refresh(state_dir) else {

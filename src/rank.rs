@@ -325,8 +325,12 @@ pub struct ArticleKey {
 impl ArticleKey {
     /// Keys of a whole corpus (quality percentiles are relative to it).
     pub fn of_corpus(articles: &[Article]) -> Vec<ArticleKey> {
-        let mut qualities: Vec<i64> = articles.iter().filter_map(|a| a.quality).collect();
-        qualities.sort_unstable();
+        ArticleKey::of_corpus_with(articles, &quality_distribution(articles))
+    }
+
+    /// Keys of a corpus, with quality percentiles relative to `qualities` (sorted): the
+    /// corpus's own ([`quality_distribution`]) or one kept from an earlier run.
+    pub fn of_corpus_with(articles: &[Article], qualities: &[i64]) -> Vec<ArticleKey> {
         let percentile = |q: Option<i64>| match q {
             Some(q) if !qualities.is_empty() => {
                 let below = qualities.partition_point(|&x| x < q);
@@ -354,6 +358,13 @@ impl ArticleKey {
             })
             .collect()
     }
+}
+
+/// The qualities of a corpus's articles, sorted: what quality percentiles are relative to.
+pub fn quality_distribution(articles: &[Article]) -> Vec<i64> {
+    let mut qualities: Vec<i64> = articles.iter().filter_map(|a| a.quality).collect();
+    qualities.sort_unstable();
+    qualities
 }
 
 /// A URL compared without scheme, `www.`, query, fragment or trailing slash.
@@ -402,6 +413,31 @@ pub struct Query<'a> {
     pub lexical_self: f32,
 }
 
+/// Candidates searched beyond the pool, by cosine and by BM25 each. They never enter a list;
+/// their best score is kept with the list ([`ListBounds::reserve`]), so that a refresh can tell
+/// that a list stays the same when up to this many candidates leave its pools.
+pub const RESERVE: usize = 32;
+
+/// What a refresh keeps of how a list was found, to tell later whether a change of the corpus
+/// can change it (see [`crate::selective`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListBounds {
+    /// Score of the list's last entry; minus infinity when the list is shorter than `k`.
+    pub last: f32,
+    /// Cosine of the last neighbour searched (pool + reserve); minus infinity when the search
+    /// found fewer.
+    pub cos_edge: f32,
+    /// BM25 score of the last lexical match searched (pool + reserve); 0 when fewer matched,
+    /// infinity when BM25 has no weight.
+    pub lex_edge: f32,
+    /// Best score among the reserve: candidates found beyond both pools; minus infinity when
+    /// none can be recommended.
+    pub reserve: f32,
+    /// Per entry: its position among the neighbours and among the lexical matches, best first
+    /// (`u32::MAX` when it is not in that pool).
+    pub ranks: Vec<(u32, u32)>,
+}
+
 /// Ranks candidates for articles of one corpus.
 pub struct Ranker<'a> {
     pub index: &'a VectorIndex,
@@ -413,72 +449,153 @@ pub struct Ranker<'a> {
 impl<'a> Ranker<'a> {
     /// The query for corpus article `i`.
     pub fn article_query(&self, i: usize) -> Query<'a> {
-        let terms = self.bm25.doc_terms(i);
+        let mut q = self.light_query(i);
+        q.lexical = self.lexical_matches(&q.terms);
+        q
+    }
+
+    /// The query for corpus article `i` without its lexical matches: enough to score a given
+    /// candidate ([`Ranker::score`]).
+    pub fn light_query(&self, i: usize) -> Query<'a> {
         Query {
             vector: self.index.vectors().row(i),
             index: Some(i),
             key: self.keys[i].clone(),
-            lexical: self.lexical_matches(&terms),
-            terms,
+            lexical: Vec::new(),
+            terms: self.bm25.doc_terms(i),
             lexical_self: self.bm25.self_score(i),
         }
     }
 
-    /// The best BM25 matches a query brings into the candidates (none when BM25 has no
-    /// weight).
+    /// The best BM25 matches a query brings into the candidates, the reserve included (none
+    /// when BM25 has no weight).
     pub fn lexical_matches(&self, terms: &[u32]) -> Vec<(usize, f32)> {
         if self.options.lexical_weight > 0.0 {
-            self.bm25.top_k(terms, self.options.pool)
+            self.bm25
+                .top_k(terms, self.options.pool.saturating_add(RESERVE))
         } else {
             Vec::new()
         }
     }
 
+    /// How many neighbours to search for a query: its pool (the article itself included, for
+    /// a corpus article) and the reserve.
+    pub fn search_depth(&self, q: &Query) -> usize {
+        cos_pool(&self.options, q)
+            .saturating_add(RESERVE)
+            .min(self.index.len())
+    }
+
     /// The related list of corpus article `i`.
     pub fn rank_article(&self, i: usize) -> Vec<Scored> {
+        self.rank_article_bounded(i).0
+    }
+
+    /// The related list of corpus article `i`, with its bounds.
+    pub fn rank_article_bounded(&self, i: usize) -> (Vec<Scored>, ListBounds) {
         let q = self.article_query(i);
-        let neighbours = self
-            .index
-            .search(q.vector, self.options.pool.saturating_add(1));
-        self.rank(&q, &neighbours)
+        let neighbours = self.index.search(q.vector, self.search_depth(&q));
+        self.rank_bounded(&q, &neighbours)
     }
 
     /// Related lists of every article, in parallel. With exact search the neighbours of all
     /// articles come from one blocked matrix product.
     pub fn rank_all(&self) -> Vec<Vec<Scored>> {
-        let neighbours = self.index.search_all(self.options.pool.saturating_add(1));
+        self.rank_all_bounded()
+            .into_iter()
+            .map(|(list, _)| list)
+            .collect()
+    }
+
+    /// Related lists of every article with their bounds.
+    pub fn rank_all_bounded(&self) -> Vec<(Vec<Scored>, ListBounds)> {
+        let depth = self
+            .options
+            .pool
+            .saturating_add(1 + RESERVE)
+            .min(self.index.len());
+        let neighbours = self.index.search_all(depth);
         neighbours
             .par_iter()
             .enumerate()
-            .map(|(i, nb)| self.rank(&self.article_query(i), nb))
+            .map(|(i, nb)| self.rank_bounded(&self.article_query(i), nb))
             .collect()
     }
 
     /// Scores `neighbours` (and the query's lexical matches) and picks the list.
     pub fn rank(&self, q: &Query, neighbours: &[Neighbour]) -> Vec<Scored> {
-        self.select(self.candidates(q, neighbours))
+        self.rank_bounded(q, neighbours).0
     }
 
-    /// Every allowed candidate among `neighbours` and the query's best lexical matches, scored,
-    /// best first.
-    pub fn candidates(&self, q: &Query, neighbours: &[Neighbour]) -> Vec<Scored> {
+    /// The list of `q` from its `neighbours` (best first, as many as [`Ranker::search_depth`])
+    /// and lexical matches, with its bounds.
+    pub fn rank_bounded(&self, q: &Query, neighbours: &[Neighbour]) -> (Vec<Scored>, ListBounds) {
         let o = &self.options;
-        let mut candidates: Vec<usize> = neighbours.iter().map(|n| n.index).collect();
-        if o.lexical_weight > 0.0 {
-            candidates.extend(q.lexical.iter().take(o.pool).map(|&(d, _)| d));
-        }
-        candidates.sort_unstable();
-        candidates.dedup();
-        let mut scored: Vec<Scored> = candidates
-            .into_iter()
-            .filter_map(|c| self.score(q, c))
+        let wanted = cos_pool(o, q);
+        let cos_pool = wanted.min(neighbours.len());
+        let mut lexical: Vec<(usize, f32)> = q.lexical.clone();
+        lexical.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let lex_pool = o.pool.min(lexical.len());
+        let mut pool: Vec<usize> = neighbours[..cos_pool].iter().map(|n| n.index).collect();
+        pool.extend(lexical[..lex_pool].iter().map(|&(d, _)| d));
+        pool.sort_unstable();
+        pool.dedup();
+        let mut reserve: Vec<usize> = neighbours[cos_pool..]
+            .iter()
+            .map(|n| n.index)
+            .chain(lexical[lex_pool..].iter().map(|&(d, _)| d))
+            .filter(|c| pool.binary_search(c).is_err())
             .collect();
+        reserve.sort_unstable();
+        reserve.dedup();
+        let mut scored: Vec<Scored> = pool.into_iter().filter_map(|c| self.score(q, c)).collect();
         sort_scored(&mut scored);
-        scored
+        let list = self.select(scored);
+        let position = |found: Option<usize>| found.map_or(u32::MAX, |p| p as u32);
+        let bounds = ListBounds {
+            last: if list.len() == o.k {
+                list[o.k - 1].score
+            } else {
+                f32::NEG_INFINITY
+            },
+            cos_edge: if neighbours.len() >= wanted.saturating_add(RESERVE) {
+                neighbours
+                    .last()
+                    .map_or(f32::NEG_INFINITY, |n| n.similarity)
+            } else {
+                f32::NEG_INFINITY
+            },
+            lex_edge: if o.lexical_weight <= 0.0 {
+                f32::INFINITY
+            } else if lexical.len() >= o.pool.saturating_add(RESERVE) {
+                lexical.last().map_or(0.0, |l| l.1)
+            } else {
+                0.0
+            },
+            reserve: reserve
+                .into_iter()
+                .filter_map(|c| self.score(q, c))
+                .map(|s| s.score)
+                .fold(f32::NEG_INFINITY, f32::max),
+            ranks: list
+                .iter()
+                .map(|s| {
+                    (
+                        position(
+                            neighbours[..cos_pool]
+                                .iter()
+                                .position(|n| n.index == s.index),
+                        ),
+                        position(lexical[..lex_pool].iter().position(|l| l.0 == s.index)),
+                    )
+                })
+                .collect(),
+        };
+        (list, bounds)
     }
 
     /// Scores candidate `c` for `q`; `None` when it may not be recommended.
-    fn score(&self, q: &Query, c: usize) -> Option<Scored> {
+    pub fn score(&self, q: &Query, c: usize) -> Option<Scored> {
         let o = &self.options;
         if !self.allowed(q, c) {
             return None;
@@ -547,6 +664,12 @@ impl<'a> Ranker<'a> {
         }
         true
     }
+}
+
+/// How many of a query's nearest neighbours are candidates: the pool, and the article itself
+/// for a corpus article (it comes back first and is never recommended).
+pub fn cos_pool(o: &RankOptions, q: &Query) -> usize {
+    o.pool.saturating_add(usize::from(q.index.is_some()))
 }
 
 fn sort_scored(v: &mut [Scored]) {

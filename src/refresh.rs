@@ -8,7 +8,8 @@ use rayon::prelude::*;
 use crate::article::{Article, Related, Source};
 use crate::corpus::ReadError;
 use crate::engine::{progress_bar, Engine};
-use crate::rank::{normalize_title, normalize_url, RankOptions, Scored};
+use crate::rank::{normalize_title, normalize_url, ListBounds, RankOptions, Scored};
+use crate::selective::{self, Counts, Snapshot};
 
 /// What happened to one article's list.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -29,8 +30,10 @@ pub struct Change {
 /// The outcome of a refresh.
 #[derive(Debug, Default)]
 pub struct RefreshReport {
-    /// Articles whose list was computed.
+    /// Articles whose list was ranked.
     pub refreshed: usize,
+    /// Articles whose list was kept from the last refresh: no change since can reach it.
+    pub kept: usize,
     /// Lists that differ from the files' (written, or would be with `--dry-run`).
     pub changes: Vec<Change>,
     /// Lists already up to date.
@@ -85,13 +88,6 @@ pub fn select(articles: &[Article], only: &[String]) -> (Vec<usize>, Vec<String>
     (picked, unknown)
 }
 
-/// The entries `list` stands for.
-pub fn entries(engine: &Engine, list: &[Scored]) -> Vec<Related> {
-    list.iter()
-        .map(|s| engine.corpus.articles[s.index].to_related())
-        .collect()
-}
-
 /// Ranks the `selected` articles and writes their lists (unless `dry_run`).
 pub fn refresh(
     engine: &Engine,
@@ -101,20 +97,15 @@ pub fn refresh(
     show_progress: bool,
 ) -> RefreshReport {
     let ranker = engine.ranker(options.clone());
-    let lists: Vec<(usize, Vec<Related>)> = if selected.len() == engine.corpus.articles.len() {
+    let ranked: Vec<(usize, Vec<Scored>)> = if selected.len() == engine.corpus.articles.len() {
         // Every article: one blocked matrix product finds all neighbours at once.
-        ranker
-            .rank_all()
-            .into_par_iter()
-            .enumerate()
-            .map(|(i, list)| (i, entries(engine, &list)))
-            .collect()
+        ranker.rank_all().into_iter().enumerate().collect()
     } else {
         let bar = progress_bar(selected.len(), "rank", show_progress);
         let lists = selected
             .par_iter()
             .map(|&i| {
-                let list = entries(engine, &ranker.rank_article(i));
+                let list = ranker.rank_article(i);
                 bar.inc(1);
                 (i, list)
             })
@@ -122,18 +113,145 @@ pub fn refresh(
         bar.finish_and_clear();
         lists
     };
+    let refreshed = ranked.len();
+    let lists = ranked
+        .into_par_iter()
+        .map(|(i, list)| (i, list.iter().map(|s| s.index).collect()))
+        .collect::<Vec<(usize, Vec<usize>)>>();
+    write_changed(engine, lists, refreshed, dry_run, show_progress)
+}
 
+/// Refreshes every article's list: with lists kept by the last refresh of the same `settings`
+/// (and unless `full`), ranks only those a change since can reach and keeps the others
+/// ([`crate::selective`]); else ranks them all. Writes the lists that differ from the files'
+/// (unless `dry_run`), and returns the lists to keep for the next refresh.
+pub fn refresh_all(
+    engine: &Engine,
+    options: &RankOptions,
+    settings: &str,
+    full: bool,
+    dry_run: bool,
+    show_progress: bool,
+) -> (RefreshReport, Snapshot) {
+    let ranker = engine.ranker(options.clone());
+    let articles = &engine.corpus.articles;
+    let kept = engine
+        .kept
+        .as_ref()
+        .filter(|k| engine.stats_kept && !full && k.snapshot.settings == settings);
+    let plan = kept.and_then(|k| selective::plan(&k.snapshot, &k.matching, engine, &ranker));
+    // Per article: its list (corpus positions) and bounds, and the counts kept with them.
+    type Found = (Vec<usize>, ListBounds, Counts);
+    let mut lists: Vec<Option<Found>> = vec![None; articles.len()];
+    let refreshed;
+    match (kept, &plan) {
+        (Some(k), Some(plan)) => {
+            let bar = progress_bar(plan.rerank.len(), "rank", show_progress);
+            let ranked: Vec<(usize, (Vec<Scored>, ListBounds))> = plan
+                .rerank
+                .par_iter()
+                .map(|&i| {
+                    let out = (i, ranker.rank_article_bounded(i));
+                    bar.inc(1);
+                    out
+                })
+                .collect();
+            bar.finish_and_clear();
+            refreshed = ranked.len();
+            for (i, (list, bounds)) in ranked {
+                let list = list.iter().map(|s| s.index).collect();
+                lists[i] = Some((list, bounds, Counts::default()));
+            }
+            for &(i, counts) in &plan.kept {
+                let e = &k.snapshot.entries[k.matching.entry_of[i].expect("kept") as usize];
+                let list = e
+                    .list
+                    .iter()
+                    .map(|&t| k.matching.article_of[t as usize].expect("kept entries") as usize)
+                    .collect();
+                lists[i] = Some((list, e.bounds.clone(), counts));
+            }
+        }
+        _ => {
+            let ranked = ranker.rank_all_bounded();
+            refreshed = ranked.len();
+            for (i, (list, bounds)) in ranked.into_iter().enumerate() {
+                let list = list.iter().map(|s| s.index).collect();
+                lists[i] = Some((list, bounds, Counts::default()));
+            }
+        }
+    }
+    let lists: Vec<Found> = lists
+        .into_iter()
+        .map(|l| l.expect("every article has its list"))
+        .collect();
+    let report = write_changed(
+        engine,
+        lists.iter().map(|l| l.0.clone()).enumerate().collect(),
+        refreshed,
+        dry_run,
+        show_progress,
+    );
+    let (stats, changed_since_stats) = match &engine.kept {
+        Some(k) if engine.stats_kept => (
+            k.snapshot.stats.clone(),
+            k.snapshot.changed_since_stats + k.matching.changed,
+        ),
+        _ => (selective::RankStats::of(engine), 0),
+    };
+    let keys = selective::keys(&engine.corpus.root, articles);
+    let entries = articles
+        .par_iter()
+        .zip(keys)
+        .zip(lists)
+        .map(|((a, key), (list, bounds, counts))| selective::Entry {
+            key,
+            fingerprint: selective::fingerprint(a),
+            text_key: crate::cache::text_key(&a.text()),
+            title: a.title.clone(),
+            list: list.into_iter().map(|t| t as u32).collect(),
+            bounds,
+            counts,
+        })
+        .collect();
+    let snapshot = Snapshot {
+        settings: settings.to_string(),
+        stats,
+        changed_since_stats,
+        entries,
+    };
+    (report, snapshot)
+}
+
+/// Writes (unless `dry_run`) the lists (article, list as corpus positions) that differ from
+/// the files'. `refreshed`: how many of them were ranked.
+fn write_changed(
+    engine: &Engine,
+    lists: Vec<(usize, Vec<usize>)>,
+    refreshed: usize,
+    dry_run: bool,
+    show_progress: bool,
+) -> RefreshReport {
+    let total = lists.len();
+    let to_write: Vec<(usize, Vec<Related>)> = lists
+        .into_par_iter()
+        .filter_map(|(i, list)| {
+            let list: Vec<Related> = list
+                .iter()
+                .map(|&t| engine.corpus.articles[t].to_related())
+                .collect();
+            (engine.corpus.articles[i].related_hash != crate::state::list_hash(&list))
+                .then_some((i, list))
+        })
+        .collect();
     let mut report = RefreshReport {
-        refreshed: lists.len(),
+        refreshed,
+        kept: total - refreshed,
+        unchanged: total - to_write.len(),
         ..RefreshReport::default()
     };
-    let mut to_write = Vec::new();
-    for (i, list) in lists {
-        let article = &engine.corpus.articles[i];
-        if article.related_hash == crate::state::list_hash(&list) {
-            report.unchanged += 1;
-            continue;
-        }
+    for (i, list) in &to_write {
+        let article = &engine.corpus.articles[*i];
         // An article taken from its record carries only its list's hash: the list itself is
         // read from the file, for the diff.
         let reread;
@@ -148,8 +266,7 @@ pub fn refresh(
             }
             _ => &[],
         };
-        report.changes.push(diff(i, article, old, &list));
-        to_write.push((i, list));
+        report.changes.push(diff(*i, article, old, list));
     }
     if dry_run {
         return report;

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use common::{relink_test_embedder as relink, text};
+use relink::testing::archive;
 
 fn refresh(d: &Path) -> String {
     let out = relink(&["refresh", d.to_str().unwrap(), "--quiet"]);
@@ -89,4 +90,109 @@ fn a_rerun_stops_at_the_stamps_only_when_nothing_changed() {
     fs::remove_dir_all(fresh.join(".relink")).unwrap();
     let out = refresh(&fresh);
     assert!(out.contains("0 changed"), "{out}");
+}
+
+/// Random changes to `d` (an archive of `n` made by `archive::generate`, `next` the number of
+/// the next new article): some new articles, some edited (title, excerpt, or date and
+/// quality), some removed. Returns the new `next`.
+fn random_change(d: &Path, n: usize, next: usize, r: &mut archive::Rng) -> usize {
+    let stories = archive::stories(n);
+    let added = r.below(40);
+    for j in 0..added {
+        // Half join an existing story, half start their own.
+        let story = if j % 2 == 0 {
+            stories[r.below(n)]
+        } else {
+            100_000 + next + j
+        };
+        let path = archive::file_of(d, next + j);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            path,
+            archive::article_text(next + j, story, archive::Edit::None),
+        )
+        .unwrap();
+    }
+    for _ in 0..r.below(40) {
+        let i = r.below(n);
+        let edit = [
+            archive::Edit::Title,
+            archive::Edit::Excerpt,
+            archive::Edit::Date,
+            archive::Edit::None,
+        ][r.below(4)];
+        let path = archive::file_of(d, i);
+        if path.exists() {
+            fs::write(path, archive::article_text(i, stories[i], edit)).unwrap();
+        }
+    }
+    for _ in 0..r.below(15) {
+        let _ = fs::remove_file(archive::file_of(d, r.below(n)));
+    }
+    next + added
+}
+
+/// The number before `word` on the line starting with `line` of refresh's summary.
+fn count(out: &str, line: &str, word: &str) -> usize {
+    let l = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(line))
+        .unwrap_or_else(|| panic!("no `{line}` line in {out}"));
+    let words: Vec<&str> = l.split_whitespace().collect();
+    words
+        .iter()
+        .position(|w| w.trim_end_matches([',', ':']) == word)
+        .and_then(|p| words[p - 1].parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn kept_lists_equal_a_full_reranking_after_random_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("archive");
+    let n = 3000;
+    archive::generate(&d, n);
+    let path = d.to_str().unwrap();
+    let out = refresh_with(&d, &["--exact"]);
+    assert_eq!(count(&out, "lists", "ranked"), n, "{out}");
+    let mut r = archive::Rng(2024);
+    let mut next = n;
+    let (mut kept_total, mut ranked_total, mut renewed) = (0, 0, 0);
+    for round in 0..12 {
+        next = random_change(&d, n, next, &mut r);
+        let out = refresh_with(&d, &["--exact"]);
+        let kept = count(&out, "lists", "kept");
+        eprintln!(
+            "round {round}: {}",
+            out.lines().find(|l| l.contains("lists")).unwrap()
+        );
+        if kept == 0 {
+            renewed += 1;
+        }
+        kept_total += kept;
+        ranked_total += count(&out, "lists", "ranked");
+        // Every list ranked again, with the same statistics: nothing to change.
+        let full = relink(&["refresh", path, "--exact", "--full", "--dry-run", "--quiet"]);
+        let full = text(&full.stdout);
+        assert_eq!(
+            count(&full, "lists", "would"),
+            0,
+            "round {round}: a full re-ranking changes lists the selective one kept\n{out}\n{full}"
+        );
+    }
+    // Most lists were kept, some were ranked again, and the statistics were renewed once the
+    // changes passed a tenth of the archive.
+    assert!(
+        kept_total > 2 * ranked_total,
+        "{kept_total} kept, {ranked_total} ranked"
+    );
+    assert!(renewed >= 1, "the statistics were never renewed");
+}
+
+fn refresh_with(d: &Path, args: &[&str]) -> String {
+    let mut all = vec!["refresh", d.to_str().unwrap(), "--quiet"];
+    all.extend_from_slice(args);
+    let out = relink(&all);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
 }
