@@ -182,13 +182,33 @@ impl Bm25 {
         self.score_terms_in(terms, &doc.terms, doc.norm)
     }
 
-    /// The documents holding any term of `doc`, each once, in increasing order: every document
-    /// whose own terms, as a query, give `doc` a score above 0.
-    pub fn docs_sharing(&self, doc: &TextDoc) -> Vec<usize> {
-        let mut out: Vec<usize> = doc
+    /// The terms of `doc` a document must hold to give it a score of `floor` or more, as a
+    /// query of its own terms: all but the lightest, whose weights in `doc` add up to less.
+    pub fn essential_terms(&self, doc: &TextDoc, floor: f32) -> Vec<u32> {
+        let mut weights: Vec<(f32, u32)> = doc
             .terms
             .iter()
-            .flat_map(|&(t, _)| self.postings[t as usize].iter().map(|&(d, _)| d as usize))
+            .map(|&(t, tf)| (term_score(self.idf[t as usize], tf as f32, doc.norm), t))
+            .collect();
+        weights.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut sum = 0.0f64;
+        let mut out = Vec::new();
+        for (w, t) in weights {
+            sum += w as f64;
+            // With a margin for the rounding of f32 sums taken in another order.
+            if sum * (1.0 + 1e-5) + 1e-6 >= floor as f64 {
+                out.push(t);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// The documents holding any of `terms`, each once, in increasing order.
+    pub fn docs_holding(&self, terms: &[u32]) -> Vec<usize> {
+        let mut out: Vec<usize> = terms
+            .iter()
+            .flat_map(|&t| self.postings[t as usize].iter().map(|&(d, _)| d as usize))
             .collect();
         out.sort_unstable();
         out.dedup();

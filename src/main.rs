@@ -399,9 +399,13 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
         );
         (report, None)
     };
-    engine
-        .timings
-        .add(if args.dry_run { "rank" } else { "rank+write" }, t);
+    if report.timings.0.is_empty() {
+        engine
+            .timings
+            .add(if args.dry_run { "rank" } else { "rank+write" }, t);
+    } else {
+        engine.timings.0.extend(report.timings.0.iter().copied());
+    }
     for e in &report.write_errors {
         eprintln!("relink: not written: {e}");
     }
@@ -422,6 +426,7 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     }
 
     if let (Some(snapshot), false) = (&snapshot, args.dry_run) {
+        let t = Instant::now();
         let state_dir = &resolved.engine.state_dir;
         if let Err(e) = snapshot.save(state_dir) {
             eprintln!(
@@ -429,6 +434,7 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
                 state_dir.join(relink::selective::SNAPSHOT).display()
             );
         }
+        engine.timings.add("save", t);
     }
 
     let mut out = io::stdout().lock();

@@ -414,8 +414,9 @@ pub struct Query<'a> {
 }
 
 /// Candidates searched beyond the pool, by cosine and by BM25 each. They never enter a list;
-/// their best score is kept with the list ([`ListBounds::reserve`]), so that a refresh can tell
-/// that a list stays the same when up to this many candidates leave its pools.
+/// how many of them, in order, could not enter the list is kept with it
+/// ([`ListBounds::tolerance`]), so that a refresh can tell that a list stays the same when up to
+/// that many candidates leave its pools.
 pub const RESERVE: usize = 32;
 
 /// What a refresh keeps of how a list was found, to tell later whether a change of the corpus
@@ -430,9 +431,11 @@ pub struct ListBounds {
     /// BM25 score of the last lexical match searched (pool + reserve); 0 when fewer matched,
     /// infinity when BM25 has no weight.
     pub lex_edge: f32,
-    /// Best score among the reserve: candidates found beyond both pools; minus infinity when
-    /// none can be recommended.
-    pub reserve: f32,
+    /// Per pool (neighbours, lexical matches): how many of the reserve's candidates, taken in
+    /// order, could not enter the list (already a candidate through the other pool, not
+    /// allowed, or scoring below the last entry). As many candidates can leave the pool
+    /// without changing the list: those that take their places are these.
+    pub tolerance: (u32, u32),
     /// Per entry: its position among the neighbours and among the lexical matches, best first
     /// (`u32::MAX` when it is not in that pool).
     pub ranks: Vec<(u32, u32)>,
@@ -540,24 +543,17 @@ impl<'a> Ranker<'a> {
         pool.extend(lexical[..lex_pool].iter().map(|&(d, _)| d));
         pool.sort_unstable();
         pool.dedup();
-        let mut reserve: Vec<usize> = neighbours[cos_pool..]
-            .iter()
-            .map(|n| n.index)
-            .chain(lexical[lex_pool..].iter().map(|&(d, _)| d))
-            .filter(|c| pool.binary_search(c).is_err())
-            .collect();
-        reserve.sort_unstable();
-        reserve.dedup();
-        let mut scored: Vec<Scored> = pool.into_iter().filter_map(|c| self.score(q, c)).collect();
+        let mut scored: Vec<Scored> = pool.iter().filter_map(|&c| self.score(q, c)).collect();
         sort_scored(&mut scored);
         let list = self.select(scored);
         let position = |found: Option<usize>| found.map_or(u32::MAX, |p| p as u32);
+        let last = if list.len() == o.k {
+            list[o.k - 1].score
+        } else {
+            f32::NEG_INFINITY
+        };
         let bounds = ListBounds {
-            last: if list.len() == o.k {
-                list[o.k - 1].score
-            } else {
-                f32::NEG_INFINITY
-            },
+            last,
             cos_edge: if neighbours.len() >= wanted.saturating_add(RESERVE) {
                 neighbours
                     .last()
@@ -572,11 +568,15 @@ impl<'a> Ranker<'a> {
             } else {
                 0.0
             },
-            reserve: reserve
-                .into_iter()
-                .filter_map(|c| self.score(q, c))
-                .map(|s| s.score)
-                .fold(f32::NEG_INFINITY, f32::max),
+            tolerance: (
+                self.harmless(
+                    q,
+                    &pool,
+                    neighbours[cos_pool..].iter().map(|n| n.index),
+                    last,
+                ),
+                self.harmless(q, &pool, lexical[lex_pool..].iter().map(|l| l.0), last),
+            ),
             ranks: list
                 .iter()
                 .map(|s| {
@@ -592,6 +592,27 @@ impl<'a> Ranker<'a> {
                 .collect(),
         };
         (list, bounds)
+    }
+
+    /// How many of `reserve`'s candidates, in order, could not enter a list whose candidates
+    /// are `pool` (sorted) and whose last entry scores `last`.
+    fn harmless(
+        &self,
+        q: &Query,
+        pool: &[usize],
+        reserve: impl Iterator<Item = usize>,
+        last: f32,
+    ) -> u32 {
+        let mut n = 0;
+        for c in reserve {
+            let enters = pool.binary_search(&c).is_err()
+                && self.score(q, c).is_some_and(|s| s.score >= last);
+            if enters {
+                break;
+            }
+            n += 1;
+        }
+        n
     }
 
     /// Scores candidate `c` for `q`; `None` when it may not be recommended.

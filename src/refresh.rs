@@ -44,6 +44,8 @@ pub struct RefreshReport {
     pub written: Vec<(usize, u64)>,
     /// The files written, by article position: the new file's stamp and the xxh3 of its bytes.
     pub stamps: Vec<(usize, (crate::fsutil::FileStamp, u64))>,
+    /// Time per stage: working out which lists to rank, ranking, writing.
+    pub timings: crate::engine::Timings,
 }
 
 /// Picks the articles named by `only` (paths or webUrls); an empty `only` means all of them.
@@ -116,9 +118,9 @@ pub fn refresh(
     let refreshed = ranked.len();
     let lists = ranked
         .into_par_iter()
-        .map(|(i, list)| (i, list.iter().map(|s| s.index).collect()))
-        .collect::<Vec<(usize, Vec<usize>)>>();
-    write_changed(engine, lists, refreshed, dry_run, show_progress)
+        .map(|(i, list)| (i, list.iter().map(|s| s.index).collect(), None))
+        .collect();
+    write_changed(engine, lists, refreshed, dry_run, show_progress).0
 }
 
 /// Refreshes every article's list: with lists kept by the last refresh of the same `settings`
@@ -139,9 +141,15 @@ pub fn refresh_all(
         .kept
         .as_ref()
         .filter(|k| engine.stats_kept && !full && k.snapshot.settings == settings);
+    let mut timings = crate::engine::Timings::default();
+    let t = std::time::Instant::now();
     let plan = kept.and_then(|k| selective::plan(&k.snapshot, &k.matching, engine, &ranker));
+    if kept.is_some() {
+        timings.add("plan", t);
+    }
+    let t = std::time::Instant::now();
     // Per article: its list (corpus positions) and bounds, and the counts kept with them.
-    type Found = (Vec<usize>, ListBounds, Counts);
+    type Found = (Vec<usize>, ListBounds, Counts, Option<u64>);
     let mut lists: Vec<Option<Found>> = vec![None; articles.len()];
     let refreshed;
     match (kept, &plan) {
@@ -160,7 +168,7 @@ pub fn refresh_all(
             refreshed = ranked.len();
             for (i, (list, bounds)) in ranked {
                 let list = list.iter().map(|s| s.index).collect();
-                lists[i] = Some((list, bounds, Counts::default()));
+                lists[i] = Some((list, bounds, Counts::default(), None));
             }
             for &(i, counts) in &plan.kept {
                 let e = &k.snapshot.entries[k.matching.entry_of[i].expect("kept") as usize];
@@ -169,7 +177,8 @@ pub fn refresh_all(
                     .iter()
                     .map(|&t| k.matching.article_of[t as usize].expect("kept entries") as usize)
                     .collect();
-                lists[i] = Some((list, e.bounds.clone(), counts));
+                // The same entries as when it was ranked: the same hash.
+                lists[i] = Some((list, e.bounds.clone(), counts, Some(e.list_hash)));
             }
         }
         _ => {
@@ -177,7 +186,7 @@ pub fn refresh_all(
             refreshed = ranked.len();
             for (i, (list, bounds)) in ranked.into_iter().enumerate() {
                 let list = list.iter().map(|s| s.index).collect();
-                lists[i] = Some((list, bounds, Counts::default()));
+                lists[i] = Some((list, bounds, Counts::default(), None));
             }
         }
     }
@@ -185,13 +194,19 @@ pub fn refresh_all(
         .into_iter()
         .map(|l| l.expect("every article has its list"))
         .collect();
-    let report = write_changed(
+    timings.add("rank", t);
+    let (mut report, hashes) = write_changed(
         engine,
-        lists.iter().map(|l| l.0.clone()).enumerate().collect(),
+        lists
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i, l.0.clone(), l.3))
+            .collect(),
         refreshed,
         dry_run,
         show_progress,
     );
+    let t = std::time::Instant::now();
     let (stats, changed_since_stats) = match &engine.kept {
         Some(k) if engine.stats_kept => (
             k.snapshot.stats.clone(),
@@ -204,15 +219,19 @@ pub fn refresh_all(
         .par_iter()
         .zip(keys)
         .zip(lists)
-        .map(|((a, key), (list, bounds, counts))| selective::Entry {
-            key,
-            fingerprint: selective::fingerprint(a),
-            text_key: crate::cache::text_key(&a.text()),
-            title: a.title.clone(),
-            list: list.into_iter().map(|t| t as u32).collect(),
-            bounds,
-            counts,
-        })
+        .zip(hashes)
+        .map(
+            |(((a, key), (list, bounds, counts, _)), list_hash)| selective::Entry {
+                key,
+                fingerprint: selective::fingerprint(a),
+                text_key: crate::cache::text_key(&a.text()),
+                title: a.title.clone(),
+                list: list.into_iter().map(|t| t as u32).collect(),
+                list_hash,
+                bounds,
+                counts,
+            },
+        )
         .collect();
     let snapshot = Snapshot {
         settings: settings.to_string(),
@@ -220,30 +239,47 @@ pub fn refresh_all(
         changed_since_stats,
         entries,
     };
+    timings.0.append(&mut report.timings.0);
+    timings.add("keep", t);
+    report.timings = timings;
     (report, snapshot)
 }
 
-/// Writes (unless `dry_run`) the lists (article, list as corpus positions) that differ from
-/// the files'. `refreshed`: how many of them were ranked.
+/// Writes (unless `dry_run`) the lists (article, list as corpus positions, and the list's hash
+/// when known) that differ from the files'. `refreshed`: how many of them were ranked. Returns
+/// the report and each list's hash, in order.
 fn write_changed(
     engine: &Engine,
-    lists: Vec<(usize, Vec<usize>)>,
+    lists: Vec<(usize, Vec<usize>, Option<u64>)>,
     refreshed: usize,
     dry_run: bool,
     show_progress: bool,
-) -> RefreshReport {
+) -> (RefreshReport, Vec<u64>) {
     let total = lists.len();
-    let to_write: Vec<(usize, Vec<Related>)> = lists
+    let t = std::time::Instant::now();
+    // Per list: its hash, and the article and entries when the file's list differs.
+    type Compared = (u64, Option<(usize, Vec<Related>)>);
+    let compared: Vec<Compared> = lists
         .into_par_iter()
-        .filter_map(|(i, list)| {
+        .map(|(i, list, known)| {
+            let stored = engine.corpus.articles[i].related_hash;
+            if known == Some(stored) {
+                return (stored, None);
+            }
             let list: Vec<Related> = list
                 .iter()
                 .map(|&t| engine.corpus.articles[t].to_related())
                 .collect();
-            (engine.corpus.articles[i].related_hash != crate::state::list_hash(&list))
-                .then_some((i, list))
+            let hash = crate::state::list_hash(&list);
+            (hash, (hash != stored).then_some((i, list)))
         })
         .collect();
+    let mut hashes = Vec::with_capacity(total);
+    let mut to_write = Vec::new();
+    for (hash, changed) in compared {
+        hashes.push(hash);
+        to_write.extend(changed);
+    }
     let mut report = RefreshReport {
         refreshed,
         kept: total - refreshed,
@@ -268,9 +304,11 @@ fn write_changed(
         };
         report.changes.push(diff(*i, article, old, list));
     }
+    report.timings.add("compare", t);
     if dry_run {
-        return report;
+        return (report, hashes);
     }
+    let t = std::time::Instant::now();
     let bar = progress_bar(to_write.len(), "write", show_progress);
     let written = engine.corpus.write_lists(&to_write, &|| bar.inc(1));
     bar.finish_and_clear();
@@ -287,7 +325,8 @@ fn write_changed(
         .map(|(i, list)| (*i, crate::state::list_hash(list)))
         .collect();
     report.write_errors = failures.into_iter().map(|f| f.error).collect();
-    report
+    report.timings.add("write", t);
+    (report, hashes)
 }
 
 fn empty_hash() -> u64 {

@@ -14,9 +14,9 @@
 //!   and scores at least the list's last entry (or the list is short) re-ranks it;
 //! - entries are counted out of the pools by the articles that entered above them: an entry
 //!   that could have been pushed out of both re-ranks its list;
-//! - articles that left the zones let candidates of the reserve into the pools: with at most
-//!   [`RESERVE`] gone from each, those come from the reserve, whose best score was kept, and the
-//!   list stands when that is below its last entry; otherwise the list is re-ranked.
+//! - articles that left the zones let candidates of the reserve into the pools, in order, one
+//!   for each that left: the list stands while the reserve's first candidates that many could
+//!   not enter it ([`ListBounds::tolerance`], at most [`crate::rank::RESERVE`]); otherwise it is re-ranked.
 //!
 //! Counts add up across refreshes until a list is re-ranked. The statistics are taken afresh,
 //! and every list re-ranked, once the articles changed since they were taken exceed
@@ -35,7 +35,7 @@ use crate::article::Article;
 use crate::cache::text_key;
 use crate::engine::Engine;
 use crate::lexical::{LexicalStats, TextDoc};
-use crate::rank::{ListBounds, Ranker, RESERVE};
+use crate::rank::{ListBounds, Ranker};
 
 /// Name of the kept lists in the state folder.
 pub const SNAPSHOT: &str = "lists.bin";
@@ -45,7 +45,7 @@ pub const SNAPSHOT: &str = "lists.bin";
 pub const RENEW_SHARE: f64 = 0.10;
 
 const MAGIC: &[u8] = b"relink lists\n";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The corpus-wide statistics scores are computed with.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -77,6 +77,8 @@ pub struct Entry {
     pub title: String,
     /// The list: positions of entries of this snapshot.
     pub list: Vec<u32>,
+    /// [`crate::state::list_hash`] of its entries.
+    pub list_hash: u64,
     pub bounds: ListBounds,
     pub counts: Counts,
 }
@@ -176,6 +178,7 @@ impl Snapshot {
             let fingerprint = r.u64()?;
             let text_key = u128::from(r.u64()?) | (u128::from(r.u64()?) << 64);
             let title = r.str()?;
+            let list_hash = r.u64()?;
             let len = r.u32()? as usize;
             let mut list = Vec::with_capacity(len.min(1000));
             let mut ranks = Vec::with_capacity(len.min(1000));
@@ -191,7 +194,7 @@ impl Snapshot {
                 last: r.f32()?,
                 cos_edge: r.f32()?,
                 lex_edge: r.f32()?,
-                reserve: r.f32()?,
+                tolerance: (r.u32()?, r.u32()?),
                 ranks,
             };
             entries.push(Entry {
@@ -200,6 +203,7 @@ impl Snapshot {
                 text_key,
                 title,
                 list,
+                list_hash,
                 bounds,
                 counts: Counts {
                     entered: (r.u32()?, r.u32()?),
@@ -252,6 +256,7 @@ impl Snapshot {
             w.extend((e.text_key as u64).to_le_bytes());
             w.extend(((e.text_key >> 64) as u64).to_le_bytes());
             put_str(&mut w, &e.title);
+            w.extend(e.list_hash.to_le_bytes());
             w.extend((e.list.len() as u32).to_le_bytes());
             for (at, (rc, rl)) in e.list.iter().zip(&e.bounds.ranks) {
                 w.extend(at.to_le_bytes());
@@ -259,9 +264,11 @@ impl Snapshot {
                 w.extend(rl.to_le_bytes());
             }
             let b = &e.bounds;
-            for x in [b.last, b.cos_edge, b.lex_edge, b.reserve] {
+            for x in [b.last, b.cos_edge, b.lex_edge] {
                 w.extend(x.to_le_bytes());
             }
+            w.extend(b.tolerance.0.to_le_bytes());
+            w.extend(b.tolerance.1.to_le_bytes());
             let c = &e.counts;
             for x in [c.entered.0, c.entered.1, c.left.0, c.left.1] {
                 w.extend(x.to_le_bytes());
@@ -387,19 +394,43 @@ pub fn plan(snapshot: &Snapshot, m: &Matching, engine: &Engine, ranker: &Ranker)
 
     // Lexical: the moved articles as documents, scored against each kept article's terms.
     let mut lexical_hits: Vec<(u32, u32)> = if o.lexical_weight > 0.0 {
+        // A kept list's lexical zone is entered (or left) by a document scoring at least its
+        // edge; below the lowest edge a document holding only a moved article's lightest terms
+        // cannot, which leaves out the postings of words in half the titles. A list whose
+        // zone held every match (edge 0) counts any shared term: those are looked up apart.
+        let floor = kept_candidates
+            .par_iter()
+            .map(|&a| entry(a).bounds.lex_edge)
+            .filter(|&e| e > 0.0 && e.is_finite())
+            .reduce(|| f32::INFINITY, f32::min);
+        let mut every_match: HashMap<u32, Vec<usize>> = HashMap::new();
+        for &a in &kept_candidates {
+            if entry(a).bounds.lex_edge <= 0.0 {
+                for t in engine.bm25.doc_terms(a) {
+                    every_match.entry(t).or_default().push(a);
+                }
+            }
+        }
         moved
             .par_iter()
             .enumerate()
             .flat_map_iter(|(j, mv)| {
-                engine
-                    .bm25
-                    .docs_sharing(&mv.doc)
+                let bm25 = &engine.bm25;
+                let mut found = bm25.docs_holding(&bm25.essential_terms(&mv.doc, floor));
+                found.extend(
+                    mv.doc
+                        .terms
+                        .iter()
+                        .filter_map(|(t, _)| every_match.get(t))
+                        .flatten(),
+                );
+                found.sort_unstable();
+                found.dedup();
+                found
                     .into_iter()
                     .filter(|&a| m.entry_of[a].is_some())
                     .filter(move |&a| {
-                        let s = engine
-                            .bm25
-                            .score_against(&engine.bm25.doc_terms(a), &mv.doc);
+                        let s = bm25.score_against(&bm25.doc_terms(a), &mv.doc);
                         s > 0.0 && s >= entry(a).bounds.lex_edge
                     })
                     .map(move |a| (a as u32, j as u32))
@@ -518,10 +549,9 @@ fn verdict(
     if !b.ranks.iter().all(survives) {
         return None;
     }
-    // Candidates of the reserve let into the pools by the ones that left.
-    if left != (0, 0)
-        && !(left.0 as usize <= RESERVE && left.1 as usize <= RESERVE && b.reserve < b.last)
-    {
+    // Candidates of the reserve let into the pools by the ones that left: no more than left
+    // each pool's zone, the first ones of its reserve.
+    if left.0 > b.tolerance.0 || left.1 > b.tolerance.1 {
         return None;
     }
     Some(Counts { entered, left })
@@ -565,11 +595,12 @@ mod tests {
             fingerprint: 7,
             text_key: u128::MAX - 3,
             title: format!("Title of {key}"),
+            list_hash: 11,
             bounds: ListBounds {
                 last: 0.25,
                 cos_edge: f32::NEG_INFINITY,
                 lex_edge: f32::INFINITY,
-                reserve: 0.125,
+                tolerance: (3, 32),
                 ranks: list.iter().map(|&t| (t, u32::MAX)).collect(),
             },
             list,

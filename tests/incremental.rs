@@ -97,7 +97,9 @@ fn a_rerun_stops_at_the_stamps_only_when_nothing_changed() {
 /// quality), some removed. Returns the new `next`.
 fn random_change(d: &Path, n: usize, next: usize, r: &mut archive::Rng) -> usize {
     let stories = archive::stories(n);
-    let added = r.below(40);
+    // Up to 1.3% of the archive added, 1.3% edited, 0.5% removed.
+    let most = n * 13 / 1000;
+    let added = r.below(most);
     for j in 0..added {
         // Half join an existing story, half start their own.
         let story = if j % 2 == 0 {
@@ -113,7 +115,7 @@ fn random_change(d: &Path, n: usize, next: usize, r: &mut archive::Rng) -> usize
         )
         .unwrap();
     }
-    for _ in 0..r.below(40) {
+    for _ in 0..r.below(most) {
         let i = r.below(n);
         let edit = [
             archive::Edit::Title,
@@ -126,7 +128,7 @@ fn random_change(d: &Path, n: usize, next: usize, r: &mut archive::Rng) -> usize
             fs::write(path, archive::article_text(i, stories[i], edit)).unwrap();
         }
     }
-    for _ in 0..r.below(15) {
+    for _ in 0..r.below(n / 200) {
         let _ = fs::remove_file(archive::file_of(d, r.below(n)));
     }
     next + added
@@ -146,26 +148,28 @@ fn count(out: &str, line: &str, word: &str) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn kept_lists_equal_a_full_reranking_after_random_changes() {
+/// Refreshes an archive of `n` generated articles, then applies `rounds` random changes; after
+/// each, the lists kept by the selective refresh must be what a full re-ranking (with the same
+/// statistics) computes. Returns the lists kept and ranked over all rounds, and the rounds in
+/// which the statistics were renewed.
+fn check_random_changes(n: usize, rounds: usize, seed: u64) -> (usize, usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("archive");
-    let n = 3000;
     archive::generate(&d, n);
     let path = d.to_str().unwrap();
     let out = refresh_with(&d, &["--exact"]);
     assert_eq!(count(&out, "lists", "ranked"), n, "{out}");
-    let mut r = archive::Rng(2024);
+    let mut r = archive::Rng(seed);
     let mut next = n;
     let (mut kept_total, mut ranked_total, mut renewed) = (0, 0, 0);
-    for round in 0..12 {
+    for round in 0..rounds {
         next = random_change(&d, n, next, &mut r);
         let out = refresh_with(&d, &["--exact"]);
-        let kept = count(&out, "lists", "kept");
         eprintln!(
             "round {round}: {}",
             out.lines().find(|l| l.contains("lists")).unwrap()
         );
+        let kept = count(&out, "lists", "kept");
         if kept == 0 {
             renewed += 1;
         }
@@ -180,13 +184,23 @@ fn kept_lists_equal_a_full_reranking_after_random_changes() {
             "round {round}: a full re-ranking changes lists the selective one kept\n{out}\n{full}"
         );
     }
+    (kept_total, ranked_total, renewed)
+}
+
+#[test]
+fn kept_lists_equal_a_full_reranking_after_random_changes() {
+    let (kept, ranked, renewed) = check_random_changes(3000, 12, 2024);
     // Most lists were kept, some were ranked again, and the statistics were renewed once the
     // changes passed a tenth of the archive.
-    assert!(
-        kept_total > 2 * ranked_total,
-        "{kept_total} kept, {ranked_total} ranked"
-    );
+    assert!(kept > 4 * ranked, "{kept} kept, {ranked} ranked");
     assert!(renewed >= 1, "the statistics were never renewed");
+}
+
+/// The same at archive scale: 20,000 articles (the most searched exactly by default).
+#[test]
+fn kept_lists_equal_a_full_reranking_at_20000_articles() {
+    let (kept, ranked, _) = check_random_changes(20_000, 4, 7);
+    assert!(kept > 5 * ranked, "{kept} kept, {ranked} ranked");
 }
 
 fn refresh_with(d: &Path, args: &[&str]) -> String {
