@@ -164,6 +164,18 @@ fn check_random_changes(n: usize, rounds: usize, seed: u64) -> (usize, usize, us
     let (mut kept_total, mut ranked_total, mut renewed) = (0, 0, 0);
     for round in 0..rounds {
         next = random_change(&d, n, next, &mut r);
+        if round % 3 == 1 {
+            // A refresh killed part-way first: the next one must still get every list right.
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relink"))
+                .args(["refresh", path, "--exact", "--quiet", "--test-embedder"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(r.below(300) as u64));
+            let _ = child.kill();
+            child.wait().unwrap();
+        }
         let out = refresh_with(&d, &["--exact"]);
         eprintln!(
             "round {round}: {}",
