@@ -82,6 +82,7 @@ fn pipeline(c: &mut Criterion) {
         search: SearchMode::Exact,
         hnsw: HnswParams::default(),
         show_progress: false,
+        rules: Default::default(),
     };
     let engine = Engine::build(corpus, &settings, Timings::default()).unwrap();
     let mut group = c.benchmark_group("rank");

@@ -95,6 +95,7 @@ fn index_recall(dir: &Path) -> Option<f64> {
         search: SearchMode::Auto,
         hnsw: HnswParams::default(),
         show_progress: false,
+        rules: Default::default(),
     };
     let engine = Engine::build(corpus, &settings, Timings::default()).unwrap();
     if !engine.index.is_hnsw() {

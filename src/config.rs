@@ -11,10 +11,14 @@
 //! model = "/opt/models/all-MiniLM-L6-v2"
 //! cache = "/var/cache/relink/archive"
 //! batch-size = 16
+//! block-domains = ["spam.example"]   # editorial rules, see crate::editorial::Rules
+//! block-urls = ["https://example.com/retracted"]
+//! max-age-days = 365
 //! ```
 
 use std::path::{Path, PathBuf};
 
+use crate::editorial::Rules;
 use crate::embed::Precision;
 use crate::index::SearchMode;
 use crate::rank::{RankOptions, RankOverrides};
@@ -33,6 +37,8 @@ pub struct FileConfig {
     pub model: Option<PathBuf>,
     pub cache: Option<PathBuf>,
     pub batch_size: Option<usize>,
+    /// Corpus-wide editorial rules.
+    pub rules: Rules,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +89,33 @@ impl FileConfig {
                 toml::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
+            let strings = |value: &toml::Value| -> Result<Vec<String>, ConfigError> {
+                let items = match value {
+                    toml::Value::String(s) => vec![s.clone()],
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect::<Option<Vec<String>>>()
+                        .ok_or_else(|| err(format!("{key}: expected a list of strings")))?,
+                    _ => return Err(err(format!("{key}: expected a list of strings"))),
+                };
+                Ok(items.into_iter().filter(|s| !s.trim().is_empty()).collect())
+            };
             match key.as_str() {
+                "block-domains" => cfg.rules.block_domains = strings(&value)?,
+                "block-urls" => cfg.rules.block_urls = strings(&value)?,
+                "max-age-days" => {
+                    let days = value
+                        .as_float()
+                        .or_else(|| value.as_integer().map(|n| n as f64))
+                        .filter(|d| d.is_finite() && *d >= 0.0)
+                        .ok_or_else(|| {
+                            err(format!(
+                                "max-age-days = {plain}: expected a number of days, 0 or more"
+                            ))
+                        })?;
+                    cfg.rules.max_age_days = Some(days);
+                }
                 "search" => cfg.search = Some(parse_enum(&key, &plain).map_err(err)?),
                 "precision" => cfg.precision = Some(parse_enum(&key, &plain).map_err(err)?),
                 "model" => cfg.model = Some(dir.join(plain)),
@@ -162,6 +194,29 @@ mod tests {
         assert!(e.contains("auto, exact, hnsw"), "{e}");
         std::fs::write(dir.path().join(FILE_NAME), "k = \n").unwrap();
         assert!(FileConfig::load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn reads_editorial_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "block-domains = [\"a.example\", \"b.example\"]\nblock-urls = \"https://c.example/x\"\nmax-age-days = 90\n",
+        )
+        .unwrap();
+        let cfg = FileConfig::load(dir.path()).unwrap();
+        assert_eq!(cfg.rules.block_domains, ["a.example", "b.example"]);
+        assert_eq!(cfg.rules.block_urls, ["https://c.example/x"]);
+        assert_eq!(cfg.rules.max_age_days, Some(90.0));
+        for bad in [
+            "max-age-days = -1\n",
+            "max-age-days = \"old\"\n",
+            "block-domains = [1]\n",
+        ] {
+            std::fs::write(dir.path().join(FILE_NAME), bad).unwrap();
+            let e = FileConfig::load(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("relink.toml"), "{e}");
+        }
     }
 
     #[test]

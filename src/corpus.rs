@@ -13,8 +13,8 @@ use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::article::{
-    parse_article, parse_json_article, splice_related_if_changed, Article, ParseError, Related,
-    Source,
+    parse_article, parse_json_article, splice_control, splice_related_if_changed, Article, Control,
+    ParseError, Related, Source,
 };
 use crate::fsutil::{self, read_regular, Rewritten, WriteError};
 
@@ -146,6 +146,7 @@ fn splice_edit<'a>(
             if now.to_related() != article.to_related()
                 || now.text() != article.text()
                 || now.related_hash != article.related_hash
+                || now.control != article.control
             {
                 return Err(ReadError::new(path, None, "changed since it was read"));
             }
@@ -236,6 +237,49 @@ pub struct Written {
     /// Files written: article position, the new file's stamp and the xxh3 of its bytes
     /// (front-matter files).
     pub stamps: Vec<(usize, (fsutil::FileStamp, u64))>,
+}
+
+/// Sets the `relink:` map of one front-matter file to `control`, inside the corpus folder
+/// `root`, with the guarantees of [`write_related_in`]: only that block changes, the result is
+/// parsed again, the write is atomic and keeps owner and mode. A file edited since `article`
+/// was read is still written when its `relink:` map is as read (the edit is kept); otherwise
+/// it is left alone, "changed since it was read". Returns the file as written (its stamp and
+/// bytes' hash), `None` when it already held `control`.
+pub fn write_control_in(
+    root: &Path,
+    article: &Article,
+    control: &Control,
+) -> Result<Option<(fsutil::FileStamp, u64)>, ReadError> {
+    let path = match &article.source {
+        Source::File(path) => path.as_path(),
+        Source::JsonLine { path, line } => {
+            return Err(ReadError::new(
+                path,
+                Some(*line),
+                "pins, blocks and locks of a JSON Lines article are set in its `relink` field",
+            ))
+        }
+    };
+    let edit = |bytes: &[u8]| -> Result<Option<Vec<u8>>, ReadError> {
+        let text = decode(bytes).map_err(|e| ReadError::parse(path, e))?;
+        if xxh3_64(bytes) != article.content_hash {
+            let now = parse_article(text, article.source.clone())
+                .map_err(|_| ReadError::new(path, None, "changed since it was read"))?;
+            if now.control != article.control {
+                return Err(ReadError::new(path, None, "changed since it was read"));
+            }
+        }
+        Ok(splice_control(text, control)
+            .map_err(|e| ReadError::parse(path, e))?
+            .map(String::into_bytes))
+    };
+    match fsutil::rewrite(path, root, &edit) {
+        Ok(Rewritten::Unchanged) => Ok(None),
+        Ok(Rewritten::Changed(s)) => fsutil::settle(s, &edit)
+            .map(Some)
+            .map_err(|e| from_write_error(path, e)),
+        Err(e) => Err(from_write_error(path, e)),
+    }
 }
 
 /// A list that could not be written, and the articles it leaves unwritten.

@@ -311,6 +311,8 @@ pub struct Engine {
     pub old_vectors: HashMap<u128, Vec<f32>>,
     /// The lists kept by the last refresh, matched with this corpus.
     pub kept: Option<crate::selective::Kept>,
+    /// Pins, blocks and locks of the corpus's files, and the corpus rules.
+    pub editorial: crate::editorial::Editorial,
     pub timings: Timings,
 }
 
@@ -322,6 +324,8 @@ pub struct EngineSettings {
     pub search: SearchMode,
     pub hnsw: HnswParams,
     pub show_progress: bool,
+    /// The corpus-wide rules of `relink.toml`.
+    pub rules: crate::editorial::Rules,
 }
 
 impl Engine {
@@ -387,7 +391,10 @@ impl Engine {
             None => (Bm25::new(&titles), ArticleKey::of_corpus(&corpus.articles)),
         };
         timings.add("index", t);
+        let editorial =
+            crate::editorial::Editorial::resolve(&corpus.root, &corpus.articles, &settings.rules);
         Ok(Engine {
+            editorial,
             stats_kept: stats.is_some(),
             old_vectors,
             kept,
@@ -444,6 +451,7 @@ impl Engine {
             index: &self.index,
             bm25: &self.bm25,
             keys: &self.keys,
+            editorial: &self.editorial,
             options,
         }
     }

@@ -13,6 +13,7 @@
 //!   measure them against reference lists.
 //! - [`selective`]: after a change, re-rank only the lists it can reach.
 //! - [`state`]: what relink remembers writing, so `eval` never grades its own lists.
+//! - [`editorial`]: pins, blocks and locks from the files, and the corpus-wide rules.
 //! - [`config`]: `relink.toml`; [`alloc`]: the allocator tuning libtorch needs; [`fsutil`]:
 //!   regular files only, rewrites that keep owner, mode and concurrent edits, folder locks.
 
@@ -21,6 +22,7 @@ pub mod article;
 pub mod cache;
 pub mod config;
 pub mod corpus;
+pub mod editorial;
 pub mod embed;
 pub mod engine;
 pub mod eval;

@@ -32,6 +32,45 @@ enum Command {
     Related(RelatedArgs),
     /// Score the lists relink would write against the lists the files hold.
     Eval(EvalArgs),
+    /// Pin articles at the top of an article's list (in the order given, after earlier pins),
+    /// then refresh that list.
+    Pin(TargetArgs),
+    /// Remove pins, then refresh the list.
+    Unpin(TargetArgs),
+    /// Keep articles out of an article's list, then refresh that list.
+    Block(TargetArgs),
+    /// Remove blocks, then refresh the list.
+    Unblock(TargetArgs),
+    /// Keep an article's list as it is: refresh never rewrites it.
+    Lock(LockArgs),
+    /// Let refresh rewrite an article's list again, and refresh it.
+    Unlock(LockArgs),
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// The article file whose list this is.
+    file: PathBuf,
+    /// Articles to pin or block (or to remove): webUrl, or path (relative to the corpus folder or
+    /// to the current folder).
+    #[arg(required = true, value_name = "TARGET")]
+    targets: Vec<String>,
+    /// The corpus FILE belongs to [default: FILE's folder].
+    #[arg(long, value_name = "FOLDER")]
+    corpus: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct LockArgs {
+    /// The article file whose list this is.
+    file: PathBuf,
+    /// The corpus FILE belongs to [default: FILE's folder].
+    #[arg(long, value_name = "FOLDER")]
+    corpus: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -197,6 +236,7 @@ impl CommonArgs {
                 search,
                 hnsw: HnswParams::default(),
                 show_progress: !self.quiet,
+                rules: file.rules,
             },
         })
     }
@@ -226,6 +266,12 @@ fn main() -> ExitCode {
         Command::Refresh(args) => cmd_refresh(args),
         Command::Related(args) => cmd_related(args),
         Command::Eval(args) => cmd_eval(args),
+        Command::Pin(args) => cmd_control(ControlEdit::Pin, args),
+        Command::Unpin(args) => cmd_control(ControlEdit::Unpin, args),
+        Command::Block(args) => cmd_control(ControlEdit::Block, args),
+        Command::Unblock(args) => cmd_control(ControlEdit::Unblock, args),
+        Command::Lock(args) => cmd_control(ControlEdit::Lock, args.into()),
+        Command::Unlock(args) => cmd_control(ControlEdit::Unlock, args.into()),
     };
     match result {
         Ok(code) => code,
@@ -341,6 +387,9 @@ fn build_engine(
     timings.add("read", t);
     let mut engine = Engine::build_with(corpus, &resolved.engine, timings, kept)?;
     engine.parsed = parsed;
+    for p in &engine.editorial.problems {
+        eprintln!("relink: warning: {p}");
+    }
     if let Some(note) = &engine.embed_stats.cache_note {
         eprintln!("relink: {}: {note}", resolved.engine.state_dir.display());
     }
@@ -518,7 +567,7 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     )?;
     writeln!(
         out,
-        "  lists      {} ranked{}: {} {}, {} unchanged{}",
+        "  lists      {} ranked{}: {} {}, {} unchanged{}{}",
         report.refreshed,
         if report.kept > 0 {
             format!(
@@ -535,6 +584,11 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
             "changed"
         },
         report.unchanged,
+        if report.locked > 0 {
+            format!(" ({} locked)", report.locked)
+        } else {
+            String::new()
+        },
         if report.write_errors.is_empty() {
             String::new()
         } else {
@@ -555,7 +609,8 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     )?;
     let bad = skipped + report.write_errors.len() + unknown.len();
     if !args.dry_run {
-        let clean = bad == 0 && args.only.is_empty();
+        // A pin or block naming no article is reported on every run until it is fixed.
+        let clean = bad == 0 && args.only.is_empty() && engine.editorial.problems.is_empty();
         remember_clean_refresh(&args.path, &engine, &report, &resolved, &settings, clean);
         save_article_records(&engine, &report, &resolved);
     }
@@ -576,6 +631,7 @@ fn refresh_settings(resolved: &Resolved) -> Result<String> {
         "search": e.search,
         "hnsw": [e.hnsw.m, e.hnsw.ef_construction, e.hnsw.ef_search],
         "options": resolved.rank,
+        "rules": e.rules,
     })
     .to_string())
 }
@@ -741,7 +797,9 @@ fn cmd_related(args: RelatedArgs) -> Result<ExitCode> {
     let ranker = engine.ranker(resolved.rank.clone());
     let (selected, _) =
         relink::refresh::select(&engine.corpus.articles, std::slice::from_ref(&args.query));
+    let mut locked = false;
     let (title, list) = if let Some(&i) = selected.first() {
+        locked = engine.editorial.is_locked(i);
         (
             engine.corpus.articles[i].title.clone(),
             ranker.rank_article(i),
@@ -758,8 +816,170 @@ fn cmd_related(args: RelatedArgs) -> Result<ExitCode> {
             engine.rank_text(&args.query, date, &resolved.rank, &resolved.engine.embedder)?;
         (args.query.clone(), list)
     };
-    print_related(&engine, &title, &list, args.json)?;
+    print_related(&engine, &title, &list, locked, args.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum ControlEdit {
+    Pin,
+    Unpin,
+    Block,
+    Unblock,
+    Lock,
+    Unlock,
+}
+
+impl From<LockArgs> for TargetArgs {
+    fn from(a: LockArgs) -> TargetArgs {
+        TargetArgs {
+            file: a.file,
+            targets: Vec::new(),
+            corpus: a.corpus,
+            common: a.common,
+        }
+    }
+}
+
+/// `relink pin|unpin|block|unblock|lock|unlock`: edits the article's `relink:` map (and only
+/// it) under the corpus's lock, then, except for `lock`, refreshes the article's list as
+/// `refresh --only FILE` does.
+fn cmd_control(edit: ControlEdit, args: TargetArgs) -> Result<ExitCode> {
+    let corpus_path = args
+        .corpus
+        .clone()
+        .unwrap_or_else(|| relink::config::config_dir(&args.file));
+    let resolved = args.common.resolve(&corpus_path, true)?;
+    let state_dir = resolved.engine.state_dir.clone();
+    let command = match edit {
+        ControlEdit::Pin => "pin",
+        ControlEdit::Unpin => "unpin",
+        ControlEdit::Block => "block",
+        ControlEdit::Unblock => "unblock",
+        ControlEdit::Lock => "lock",
+        ControlEdit::Unlock => "unlock",
+    };
+    let message = {
+        let (lock, _) = take_lock(&state_dir, command, &args.file, args.common.no_wait)?;
+        let records = relink::state::ArticleRecords::load(&state_dir);
+        let (corpus, _) = corpus::read_corpus_with_records(&corpus_path, &records)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let file = args.file.display().to_string();
+        let (found, _) = relink::refresh::select(&corpus.articles, std::slice::from_ref(&file));
+        let Some(&i) = found.first() else {
+            if let Some(e) = corpus
+                .errors
+                .iter()
+                .find(|e| e.path.canonicalize().ok() == args.file.canonicalize().ok())
+            {
+                bail!("{e}");
+            }
+            bail!("{file}: not an article of {}", corpus_path.display());
+        };
+        let article = &corpus.articles[i];
+        let mut control = article.control.clone();
+        let names = relink::editorial::Names::of(&corpus.root, &corpus.articles);
+        // A target given as a path may be relative to the current folder or to the corpus's.
+        let find = |t: &str| {
+            names.find(t).or_else(|| {
+                let p = Path::new(t);
+                let c = p.canonicalize().ok()?;
+                let root = corpus.root.canonicalize().ok()?;
+                names.find(&c.strip_prefix(&root).ok()?.to_string_lossy())
+            })
+        };
+        let mut done = Vec::new();
+        for t in &args.targets {
+            let target = find(t);
+            match edit {
+                ControlEdit::Pin | ControlEdit::Block => {
+                    let Some(j) = target else {
+                        bail!(
+                            "{t}: no article of {} has this URL or path",
+                            corpus_path.display()
+                        );
+                    };
+                    if j == i {
+                        bail!("{t}: is the article itself");
+                    }
+                    let name = relink::editorial::target_name(&corpus.root, &corpus.articles[j])
+                        .ok_or_else(|| anyhow::anyhow!("{t}: has neither a webUrl nor a path"))?;
+                    let (list, other) = if edit == ControlEdit::Pin {
+                        (&mut control.pin, &mut control.block)
+                    } else {
+                        (&mut control.block, &mut control.pin)
+                    };
+                    // Pinning a blocked article unblocks it, and the other way round.
+                    other.retain(|n| find(n) != Some(j));
+                    if !list.iter().any(|n| find(n) == Some(j)) {
+                        list.push(name.clone());
+                    }
+                    done.push(name);
+                }
+                ControlEdit::Unpin | ControlEdit::Unblock => {
+                    let list = if edit == ControlEdit::Unpin {
+                        &mut control.pin
+                    } else {
+                        &mut control.block
+                    };
+                    let before = list.len();
+                    list.retain(|n| n != t && (target.is_none() || find(n) != target));
+                    if list.len() == before {
+                        bail!(
+                            "{t}: not {} in {file}",
+                            if edit == ControlEdit::Unpin {
+                                "pinned"
+                            } else {
+                                "blocked"
+                            }
+                        );
+                    }
+                    done.push(t.clone());
+                }
+                ControlEdit::Lock | ControlEdit::Unlock => unreachable!("no targets"),
+            }
+        }
+        match edit {
+            ControlEdit::Lock => control.lock = true,
+            ControlEdit::Unlock => control.lock = false,
+            _ => {}
+        }
+        let written = relink::corpus::write_control_in(&corpus.root, article, &control)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        drop(lock);
+        let verb = match edit {
+            ControlEdit::Pin => "pinned",
+            ControlEdit::Unpin => "unpinned",
+            ControlEdit::Block => "blocked",
+            ControlEdit::Unblock => "unblocked",
+            ControlEdit::Lock => "locked",
+            ControlEdit::Unlock => "unlocked",
+        };
+        format!(
+            "relink {command} {file}: {verb}{}{}; now {} pinned, {} blocked{}",
+            if done.is_empty() { "" } else { " " },
+            done.join(", "),
+            control.pin.len(),
+            control.block.len(),
+            match (written.is_some(), control.lock) {
+                (false, true) => ", locked (no change)",
+                (false, false) => " (no change)",
+                (true, true) => ", locked",
+                (true, false) => "",
+            }
+        )
+    };
+    println!("{message}");
+    if edit == ControlEdit::Lock {
+        return Ok(ExitCode::SUCCESS);
+    }
+    cmd_refresh(RefreshArgs {
+        path: corpus_path,
+        dry_run: false,
+        only: vec![args.file.display().to_string()],
+        full: false,
+        common: args.common,
+    })
 }
 
 fn parse_date(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
@@ -771,7 +991,15 @@ fn parse_date(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     Ok(day.and_hms_opt(12, 0, 0).unwrap().and_utc())
 }
 
-fn print_related(engine: &Engine, title: &str, list: &[Scored], json: bool) -> Result<()> {
+/// Prints a list as `relink related` does. `locked`: the article's list is locked (refresh
+/// keeps what its file holds).
+fn print_related(
+    engine: &Engine,
+    title: &str,
+    list: &[Scored],
+    locked: bool,
+    json: bool,
+) -> Result<()> {
     let mut out = io::stdout().lock();
     if json {
         let items: Vec<serde_json::Value> = list
@@ -787,6 +1015,7 @@ fn print_related(engine: &Engine, title: &str, list: &[Scored], json: bool) -> R
                     "similarity": s.similarity,
                     "time": s.time,
                     "quality": s.quality,
+                    "pinned": s.pinned,
                     "file": a.display_path(),
                     "entry": a.to_related(),
                 })
@@ -794,11 +1023,19 @@ fn print_related(engine: &Engine, title: &str, list: &[Scored], json: bool) -> R
             .collect();
         write_json(
             &mut out,
-            &serde_json::json!({ "query": title, "related": items }),
+            &serde_json::json!({ "query": title, "locked": locked, "related": items }),
         )?;
         return Ok(());
     }
-    writeln!(out, "related to: {title}")?;
+    writeln!(
+        out,
+        "related to: {title}{}",
+        if locked {
+            " (locked: refresh keeps the list its file holds)"
+        } else {
+            ""
+        }
+    )?;
     writeln!(
         out,
         "{:>4}  {:>6}  {:>6}  {:>6}  {:>5}  {:>7}  {:<10}  {:<20}  title",
@@ -818,7 +1055,11 @@ fn print_related(engine: &Engine, title: &str, list: &[Scored], json: bool) -> R
         writeln!(
             out,
             "{:>4}  {:>6.3}  {:>6.3}  {:>6.3}  {:>5.2}  {:>7.2}  {:<10}  {:<20}  {}",
-            r + 1,
+            if s.pinned {
+                format!("pin{}", r + 1)
+            } else {
+                (r + 1).to_string()
+            },
             s.score,
             s.cosine,
             s.lexical,
@@ -941,6 +1182,9 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         );
     }
     let model_id = engine.embed_stats.model_id.clone();
+    // Lists with pins are graded with their pins (they are what refresh writes); locked lists
+    // are counted, and graded like any other where an editor's list is the reference.
+    let locked = engine.editorial.locked.iter().filter(|&&l| l).count();
     // What every JSON output starts with; scripts rely on these keys.
     let json_header = match serde_json::json!({
         "articles_scored": scored_ids.len(),
@@ -950,6 +1194,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         "k": ks,
         "links": links,
         "reference_lists": reference_lists,
+        "editorial": { "locked": locked, "pinned": engine.editorial.pins.len(), "blocking": engine.editorial.blocks.len() },
     }) {
         serde_json::Value::Object(map) => map,
         _ => unreachable!("a JSON object literal"),
@@ -1000,6 +1245,15 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
                 out,
                 "reference lists: {} by hand (scored), {} written by relink (not scored), {} empty",
                 r.human, r.written_by_relink, r.empty
+            )?;
+        }
+        if locked + engine.editorial.pins.len() + engine.editorial.blocks.len() > 0 {
+            writeln!(
+                out,
+                "editorial: {} lists locked, {} with pins (graded with them), {} with blocks",
+                locked,
+                engine.editorial.pins.len(),
+                engine.editorial.blocks.len()
             )?;
         }
         if let Some(l) = &links {

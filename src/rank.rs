@@ -25,6 +25,7 @@ use ndarray::ArrayView1;
 use rayon::prelude::*;
 
 use crate::article::Article;
+use crate::editorial::Editorial;
 use crate::index::{Neighbour, VectorIndex};
 use crate::lexical::Bm25;
 
@@ -397,6 +398,8 @@ pub struct Scored {
     pub time: f32,
     /// Quality factor.
     pub quality: f32,
+    /// Pinned by an editor: in the list whatever its score.
+    pub pinned: bool,
 }
 
 /// What a list is computed for: an article of the corpus, or free text.
@@ -446,6 +449,8 @@ pub struct Ranker<'a> {
     pub index: &'a VectorIndex,
     pub bm25: &'a Bm25,
     pub keys: &'a [ArticleKey],
+    /// Pins, blocks and the corpus rules.
+    pub editorial: &'a Editorial,
     pub options: RankOptions,
 }
 
@@ -543,12 +548,24 @@ impl<'a> Ranker<'a> {
         pool.extend(lexical[..lex_pool].iter().map(|&(d, _)| d));
         pool.sort_unstable();
         pool.dedup();
-        let mut scored: Vec<Scored> = pool.iter().filter_map(|&c| self.score(q, c)).collect();
+        let pins = q.index.map_or(&[][..], |i| self.editorial.pins_of(i));
+        let mut scored: Vec<Scored> = pool
+            .iter()
+            .filter(|c| !pins.contains(c))
+            .filter_map(|&c| self.score(q, c))
+            .collect();
         sort_scored(&mut scored);
-        let list = self.select(scored);
+        let pinned = pins
+            .iter()
+            .map(|&c| Scored {
+                pinned: true,
+                ..self.score_parts(q, c)
+            })
+            .collect();
+        let list = self.select(pinned, scored);
         let position = |found: Option<usize>| found.map_or(u32::MAX, |p| p as u32);
-        let last = if list.len() == o.k {
-            list[o.k - 1].score
+        let last = if list.len() >= o.k {
+            list[list.len() - 1].score
         } else {
             f32::NEG_INFINITY
         };
@@ -621,10 +638,18 @@ impl<'a> Ranker<'a> {
         if !self.allowed(q, c) {
             return None;
         }
-        let cosine = self.index.cosine_to(c, q.vector);
-        if cosine < o.min_similarity || cosine >= o.duplicate {
+        let s = self.score_parts(q, c);
+        if s.cosine < o.min_similarity || s.cosine >= o.duplicate || s.time == 0.0 {
             return None;
         }
+        Some(s)
+    }
+
+    /// The score of candidate `c` for `q` and its parts, whether or not it may be recommended
+    /// (a pinned article is shown with its score, whatever it is).
+    pub fn score_parts(&self, q: &Query, c: usize) -> Scored {
+        let o = &self.options;
+        let cosine = self.index.cosine_to(c, q.vector);
         let raw = self.bm25.score(&q.terms, c);
         let lexical = if q.lexical_self > 0.0 {
             (raw / q.lexical_self).min(1.0)
@@ -633,11 +658,8 @@ impl<'a> Ranker<'a> {
         };
         let similarity = (1.0 - o.lexical_weight) * cosine + o.lexical_weight * lexical;
         let time = time_factor(q.key.date, self.keys[c].date, o);
-        if time == 0.0 {
-            return None;
-        }
         let quality = 1.0 + o.quality_weight * (self.keys[c].quality - 0.5);
-        Some(Scored {
+        Scored {
             index: c,
             score: similarity * time * quality,
             cosine,
@@ -645,16 +667,19 @@ impl<'a> Ranker<'a> {
             similarity,
             time,
             quality,
-        })
+            pinned: false,
+        }
     }
 
-    /// The diverse top k of scored candidates (best first): a candidate that duplicates one
-    /// already chosen is skipped.
-    fn select(&self, scored: Vec<Scored>) -> Vec<Scored> {
+    /// The list: the `pinned` articles, in order, then the diverse top of the scored
+    /// candidates (best first) up to k entries: a candidate that duplicates one already chosen
+    /// is skipped. Pins beyond k are all kept (an editor asked for them).
+    fn select(&self, pinned: Vec<Scored>, scored: Vec<Scored>) -> Vec<Scored> {
         let o = &self.options;
-        let mut chosen: Vec<Scored> = Vec::with_capacity(o.k);
+        let mut chosen: Vec<Scored> = pinned;
+        chosen.reserve(o.k);
         for s in scored {
-            if chosen.len() == o.k {
+            if chosen.len() >= o.k {
                 break;
             }
             let dup = chosen.iter().any(|c| {
@@ -674,6 +699,9 @@ impl<'a> Ranker<'a> {
             return false;
         }
         let ck = &self.keys[c];
+        if !self.editorial.allows(q.index, q.key.date, c, ck.date) {
+            return false;
+        }
         if same_story_copy(&q.key, ck) {
             return false;
         }

@@ -36,8 +36,10 @@ pub struct RefreshReport {
     pub kept: usize,
     /// Lists that differ from the files' (written, or would be with `--dry-run`).
     pub changes: Vec<Change>,
-    /// Lists already up to date.
+    /// Lists already up to date, locked ones included.
     pub unchanged: usize,
+    /// Lists left as the files hold them because their articles are locked.
+    pub locked: usize,
     /// Files that could not be written.
     pub write_errors: Vec<ReadError>,
     /// The lists written: article position and [`crate::state::list_hash`] of its new list.
@@ -99,6 +101,7 @@ pub fn refresh(
     show_progress: bool,
 ) -> RefreshReport {
     let ranker = engine.ranker(options.clone());
+    let t = std::time::Instant::now();
     let ranked: Vec<(usize, Vec<Scored>)> = if selected.len() == engine.corpus.articles.len() {
         // Every article: one blocked matrix product finds all neighbours at once.
         ranker.rank_all().into_iter().enumerate().collect()
@@ -120,7 +123,12 @@ pub fn refresh(
         .into_par_iter()
         .map(|(i, list)| (i, list.iter().map(|s| s.index).collect(), None))
         .collect();
-    write_changed(engine, lists, refreshed, dry_run, show_progress).0
+    let mut timings = crate::engine::Timings::default();
+    timings.add("rank", t);
+    let mut report = write_changed(engine, lists, refreshed, dry_run, show_progress).0;
+    timings.0.append(&mut report.timings.0);
+    report.timings = timings;
+    report
 }
 
 /// Refreshes every article's list: with lists kept by the last refresh of the same `settings`
@@ -256,6 +264,10 @@ fn write_changed(
     show_progress: bool,
 ) -> (RefreshReport, Vec<u64>) {
     let total = lists.len();
+    let locked = lists
+        .iter()
+        .filter(|(i, ..)| engine.editorial.is_locked(*i))
+        .count();
     let t = std::time::Instant::now();
     // Per list: its hash, and the article and entries when the file's list differs.
     type Compared = (u64, Option<(usize, Vec<Related>)>);
@@ -265,6 +277,19 @@ fn write_changed(
             let stored = engine.corpus.articles[i].related_hash;
             if known == Some(stored) {
                 return (stored, None);
+            }
+            if engine.editorial.is_locked(i) {
+                // Never written; the hash kept is the ranked list's, so that the list is
+                // written once the lock goes (the fingerprint changes with it).
+                let hash = known.unwrap_or_else(|| {
+                    crate::state::list_hash(
+                        &list
+                            .iter()
+                            .map(|&t| engine.corpus.articles[t].to_related())
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                return (hash, None);
             }
             let list: Vec<Related> = list
                 .iter()
@@ -283,6 +308,7 @@ fn write_changed(
     let mut report = RefreshReport {
         refreshed,
         kept: total - refreshed,
+        locked,
         unchanged: total - to_write.len(),
         ..RefreshReport::default()
     };

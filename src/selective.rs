@@ -122,10 +122,14 @@ pub fn keys(root: &Path, articles: &[Article]) -> Vec<String> {
 }
 
 /// What the lists of other articles see of an article: its text (through its vector and
-/// title) and every field of its related entry (date, provider, quality, URL...).
+/// title) and every field of its related entry (date, provider, quality, URL...); and what its
+/// own list depends on besides: its `relink:` map.
 pub fn fingerprint(article: &Article) -> u64 {
     let mut bytes = text_key(&article.text()).to_le_bytes().to_vec();
     bytes.extend(serde_json::to_vec(&article.to_related()).unwrap_or_default());
+    if !article.control.is_empty() {
+        bytes.extend(serde_json::to_vec(&article.control).unwrap_or_default());
+    }
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
@@ -472,8 +476,10 @@ pub fn plan(snapshot: &Snapshot, m: &Matching, engine: &Engine, ranker: &Ranker)
     };
     for (&a, v) in kept_candidates.iter().zip(verdicts) {
         match v {
-            Some(counts) => plan.kept.push((a, counts)),
-            None => plan.rerank.push(a),
+            // A list that names other articles (pins, blocks) can change whenever one of them
+            // appears or goes, whatever its score: ranked every time (editors pin few).
+            Some(counts) if !engine.editorial.names_targets(a) => plan.kept.push((a, counts)),
+            _ => plan.rerank.push(a),
         }
     }
     plan.rerank.sort_unstable();

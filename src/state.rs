@@ -142,7 +142,9 @@ pub const ARTICLE_RECORDS: &str = "articles.jsonl";
 /// What a record file starts with; records of another relink version are not used (the parser
 /// may read a file differently).
 fn records_header() -> String {
-    format!("relink-articles {}\n", env!("CARGO_PKG_VERSION"))
+    // The number after the version counts changes of what a record holds (2: the `relink:`
+    // map).
+    format!("relink-articles {} 2\n", env!("CARGO_PKG_VERSION"))
 }
 
 /// One line of the record file.

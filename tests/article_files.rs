@@ -14,8 +14,8 @@ use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use rayon::prelude::*;
 use relink::article::{
-    parse_article, related_block_span, render_related_block, splice_related, Article, Image,
-    Provider, Related, Source,
+    parse_article, related_block_span, render_related_block, splice_control, splice_related,
+    Article, Control, Image, Provider, Related, Source,
 };
 use relink::corpus::{read_article, read_corpus, write_jsonl, write_related, Format, WriteOutcome};
 
@@ -303,6 +303,61 @@ fn rewriting_every_corpus_file() {
             }
         });
     println!("rewrote 2,478 files in {:?}", started.elapsed());
+}
+
+#[test]
+fn a_relink_map_in_every_corpus_file() {
+    let Some(shared) = shared() else { return };
+    let temp = copy_corpora(&shared);
+    let corpus = read_corpus(temp.path()).unwrap();
+    let articles = &corpus.articles;
+    let with_targets = Control {
+        pin: vec![
+            "https://example.com/a \"quoted\" #1".into(),
+            "sub/b.md".into(),
+        ],
+        block: vec!["https://example.com/c".into()],
+        lock: true,
+    };
+    articles.par_iter().for_each(|article| {
+        let path = article.source.path();
+        let old = fs::read_to_string(path).unwrap();
+        assert_eq!(splice_control(&old, &Control::default()).unwrap(), None);
+        let new = splice_control(&old, &with_targets).unwrap().unwrap();
+        // The block goes right before `related:` (or `secured:`): every other byte is kept.
+        let line_end = line_end_of(&old);
+        let at = match related_block_span(&old).unwrap() {
+            Some(span) => span.start,
+            None => old.find(&format!("{line_end}secured:")).unwrap() + line_end.len(),
+        };
+        let block = new[at..]
+            .split(&format!("{line_end}related:"))
+            .next()
+            .unwrap();
+        assert!(block.starts_with("relink:"), "{}", article.display_path());
+        assert_eq!(&new[..at], &old[..at]);
+        assert!(
+            new[at..].ends_with(&old[at..]),
+            "{}",
+            article.display_path()
+        );
+        if line_end == "\r\n" {
+            assert_eq!(new.matches('\n').count(), new.matches("\r\n").count());
+        }
+        let back = parse_article(&new, article.source.clone()).unwrap();
+        assert_eq!(back.control, with_targets);
+        assert_eq!(back.related, article.related);
+        // Setting the same again changes nothing; taking it away gives the original bytes.
+        assert_eq!(splice_control(&new, &with_targets).unwrap(), None);
+        assert_eq!(
+            splice_control(&new, &Control::default())
+                .unwrap()
+                .as_deref(),
+            Some(old.as_str()),
+            "{}",
+            article.display_path()
+        );
+    });
 }
 
 /// Takes every permission from `path`, and says whether reading it now fails: it does not for
@@ -648,5 +703,40 @@ proptest! {
         let back = parse_article(&spliced, Source::File("p.md".into())).unwrap();
         prop_assert_eq!(back.related.unwrap_or_default(), entries);
         prop_assert_eq!(back.title, "Base");
+    }
+
+    #[test]
+    fn any_relink_map_round_trips(
+        pin in prop::collection::vec(tricky_text(), 0..3),
+        block in prop::collection::vec(tricky_text(), 0..3),
+        lock in any::<bool>(),
+        crlf in any::<bool>(),
+    ) {
+        let original = if crlf {
+            PROPTEST_FILE.replace('\n', "\r\n")
+        } else {
+            PROPTEST_FILE.to_string()
+        };
+        // What the reader keeps of a target: trimmed, non-blank, each once.
+        let clean = |v: Vec<String>| {
+            let mut out: Vec<String> = Vec::new();
+            for t in v {
+                let t = t.trim().to_string();
+                if !t.is_empty() && !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+            out
+        };
+        let control = Control { pin: clean(pin), block: clean(block), lock };
+        let spliced = splice_control(&original, &control).unwrap();
+        let Some(spliced) = spliced else {
+            prop_assert!(control.is_empty());
+            return Ok(());
+        };
+        let back = parse_article(&spliced, Source::File("p.md".into())).unwrap();
+        prop_assert_eq!(&back.control, &control);
+        prop_assert_eq!(back.related.unwrap().len(), 1);
+        prop_assert_eq!(splice_control(&spliced, &Control::default()).unwrap(), Some(original));
     }
 }

@@ -131,6 +131,31 @@ fn random_change(d: &Path, n: usize, next: usize, r: &mut archive::Rng) -> usize
     for _ in 0..r.below(n / 200) {
         let _ = fs::remove_file(archive::file_of(d, r.below(n)));
     }
+    // A few editors' pins and blocks, some naming articles that do not exist (yet).
+    for _ in 0..r.below(4) {
+        let path = archive::file_of(d, r.below(n));
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let name = |i: usize| {
+            archive::file_of(Path::new(""), i)
+                .to_string_lossy()
+                .into_owned()
+        };
+        let control = relink::article::Control {
+            pin: vec![name(r.below(next + 20))],
+            block: vec![name(r.below(n)), name(r.below(n))],
+            lock: false,
+        };
+        let control = if r.below(4) == 0 {
+            relink::article::Control::default()
+        } else {
+            control
+        };
+        if let Some(new) = relink::article::splice_control(&text, &control).unwrap() {
+            fs::write(&path, new).unwrap();
+        }
+    }
     next + added
 }
 

@@ -41,6 +41,7 @@ fn settings(state: &Path, search: SearchMode) -> EngineSettings {
         search,
         hnsw: HnswParams::default(),
         show_progress: false,
+        rules: Default::default(),
     }
 }
 

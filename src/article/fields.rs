@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_yaml::{Mapping, Value};
 
 use super::timestamp::parse_timestamp;
-use super::{Article, Image, ParseError, Provider, Related, Source};
+use super::{Article, Control, Image, ParseError, Provider, Related, Source};
 
 pub(super) fn article_from_mapping(
     map: Mapping,
@@ -37,6 +37,8 @@ pub(super) fn article_from_mapping(
         topics: Vec::new(),
         images: None,
         related: None,
+        control: Control::default(),
+        control_line: None,
         extra: BTreeMap::new(),
         content_hash,
         related_hash: 0,
@@ -69,6 +71,10 @@ pub(super) fn article_from_mapping(
             "topics" => article.topics = topics_field(value, &key).map_err(at)?,
             "images" => article.images = images_field(value, &key).map_err(at)?,
             "related" => article.related = related_list(value).map_err(at)?,
+            "relink" => {
+                article.control = control_field(value).map_err(at)?;
+                article.control_line = locate(&key);
+            }
             _ => {
                 article.extra.insert(key, value);
             }
@@ -77,6 +83,55 @@ pub(super) fn article_from_mapping(
     article.title = title.ok_or_else(|| ParseError::new(None, "`title` is missing"))?;
     article.related_hash = crate::state::list_hash(article.related.as_deref().unwrap_or(&[]));
     Ok(article)
+}
+
+/// The `relink:` map: `pin` and `block` (lists of strings, or one string), `lock` (a
+/// boolean). An unknown key is an error rather than ignored: a misspelt `lock` must not let a
+/// refresh rewrite a list an editor meant to keep.
+pub(super) fn control_field(value: Value) -> Result<Control, String> {
+    let map = match untag(value) {
+        Value::Null => return Ok(Control::default()),
+        Value::Mapping(map) => map,
+        _ => return Err("`relink` is not a mapping (pin, block, lock)".into()),
+    };
+    let targets = |value: Value, key: &str| -> Result<Vec<String>, String> {
+        let items = match untag(value) {
+            Value::Null => Vec::new(),
+            Value::String(s) => vec![Value::String(s)],
+            Value::Sequence(items) => items,
+            _ => return Err(format!("`relink.{key}` is not a list of URLs or paths")),
+        };
+        let mut out: Vec<String> = Vec::with_capacity(items.len());
+        for (n, item) in items.into_iter().enumerate() {
+            match untag(item) {
+                Value::String(s) if !s.trim().is_empty() => {
+                    let s = s.trim().to_string();
+                    if !out.contains(&s) {
+                        out.push(s);
+                    }
+                }
+                _ => return Err(format!("`relink.{key}` item {}: not a URL or path", n + 1)),
+            }
+        }
+        Ok(out)
+    };
+    let mut control = Control::default();
+    for (key, value) in map {
+        match key_text(&key).as_deref() {
+            Some("pin") => control.pin = targets(value, "pin")?,
+            Some("block") => control.block = targets(value, "block")?,
+            Some("lock") => {
+                control.lock = bool_field(value, "relink.lock")?.unwrap_or(false);
+            }
+            Some(other) => {
+                return Err(format!(
+                    "`relink` has an unknown key `{other}` (pin, block, lock)"
+                ))
+            }
+            None => return Err("`relink` has a key that is not a plain value".into()),
+        }
+    }
+    Ok(control)
 }
 
 /// The text of a mapping key, when it is a scalar.

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use serde_yaml::{Mapping, Value};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::fields::{article_from_mapping, related_list};
-use super::render::render_related_block;
-use super::{Article, ParseError, Related, Source};
+use super::fields::{article_from_mapping, control_field, related_list};
+use super::render::{render_control_block, render_related_block};
+use super::{Article, Control, ParseError, Related, Source};
 
 /// Parses a front-matter file. `text` is the whole file; [`Article::content_hash`] is taken of
 /// its bytes.
@@ -104,17 +104,79 @@ fn splice_parsed(
     old_map: Mapping,
     entries: &[Related],
 ) -> Result<String, ParseError> {
-    let line_end = layout.line_end;
-    let block = render_related_block(entries, line_end);
-    let lines = layout.lines(original);
+    let block = render_related_block(entries, layout.line_end);
+    let out = splice_block(original, layout, "related", &["secured"], true, block);
+    check_splice(old_map, &out, "related", |value| {
+        let read_back = related_list(value.unwrap_or(Value::Null))?;
+        if read_back.as_deref().unwrap_or_default() != entries {
+            return Err("the new list does not read back as written".into());
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
 
-    let (at, end, insert) = if let Some(span) = related_span_in(&lines) {
+/// Returns `original` with its `relink:` block replaced by one rendered from `control` (removed
+/// when the control sets nothing), or `None` when the file already holds that control. A new
+/// block goes before `related:`, else before `secured:`, else at the end of the front matter.
+/// Every other byte is kept, and the result is parsed again and checked, as for
+/// [`splice_related`].
+pub fn splice_control(original: &str, control: &Control) -> Result<Option<String>, ParseError> {
+    let layout = FrontMatter::find(original)?;
+    let yaml = layout.yaml(original);
+    let old_map = parse_mapping(yaml, layout.first_line)?;
+    let locate = |key: &str| top_level_key_line(yaml, layout.first_line, key);
+    let article = article_from_mapping(old_map.clone(), Source::File(PathBuf::new()), 0, &locate)?;
+    if &article.control == control && (!control.is_empty() || !old_map.contains_key("relink")) {
+        return Ok(None);
+    }
+    let block = render_control_block(control, layout.line_end);
+    // Inserted without a blank line of its own, so that taking the block away again gives
+    // back the file's bytes.
+    let out = splice_block(
+        original,
+        &layout,
+        "relink",
+        &["related", "secured"],
+        false,
+        block,
+    );
+    check_splice(old_map, &out, "relink", |value| {
+        let read_back = control_field(value.unwrap_or(Value::Null))?;
+        if &read_back != control {
+            return Err("the new `relink` map does not read back as written".into());
+        }
+        Ok(())
+    })?;
+    Ok(Some(out))
+}
+
+/// `original` with the top-level block `key` replaced by `block` (a rendered block with its
+/// line ends, or empty to remove it). Without such a block, `block` goes before the first of
+/// the top-level keys `before` the file has; with none of them, at the end of the front
+/// matter. `separate`: set the new block apart with a blank line where the file separates its
+/// sections so.
+fn splice_block(
+    original: &str,
+    layout: &FrontMatter,
+    key: &str,
+    before: &[&str],
+    separate: bool,
+    block: String,
+) -> String {
+    let line_end = layout.line_end;
+    let lines = layout.lines(original);
+    let next_key = || {
+        before
+            .iter()
+            .find_map(|k| lines.iter().position(|l| is_top_level_key(l.text, k)))
+    };
+    let (at, end, insert) = if let Some(span) = block_span_in(&lines, key) {
         (span.start, span.end, block)
-    } else if let Some(i) = lines
-        .iter()
-        .position(|l| is_top_level_key(l.text, "secured"))
-    {
-        let blank_before = i > 0 && lines[i - 1].text.trim().is_empty();
+    } else if block.is_empty() {
+        (layout.close_start, layout.close_start, block)
+    } else if let Some(i) = next_key() {
+        let blank_before = separate && i > 0 && lines[i - 1].text.trim().is_empty();
         let insert = if blank_before {
             block + line_end
         } else {
@@ -126,7 +188,7 @@ fn splice_parsed(
         // does.
         let uses_blank_lines = lines.iter().any(|l| l.text.trim().is_empty());
         let last_is_text = lines.last().is_some_and(|l| !l.text.trim().is_empty());
-        let insert = if uses_blank_lines && last_is_text {
+        let insert = if separate && uses_blank_lines && last_is_text {
             format!("{line_end}{block}")
         } else {
             block
@@ -138,8 +200,7 @@ fn splice_parsed(
     out.push_str(&original[..at]);
     out.push_str(&insert);
     out.push_str(&original[end..]);
-    check_splice(old_map, &out, entries)?;
-    Ok(out)
+    out
 }
 
 /// Where the front matter sits in a file's text.
@@ -238,9 +299,12 @@ fn is_top_level_key(line: &str, key: &str) -> bool {
 /// column 0 (a style YAML allows for a list under a top-level key). Blank lines and column-0
 /// comments count only when more of the block follows them.
 fn related_span_in(lines: &[Line<'_>]) -> Option<Range<usize>> {
-    let index = lines
-        .iter()
-        .position(|l| is_top_level_key(l.text, "related"))?;
+    block_span_in(lines, "related")
+}
+
+/// The top-level `key:` line plus the lines that belong to it (see [`related_span_in`]).
+fn block_span_in(lines: &[Line<'_>], key: &str) -> Option<Range<usize>> {
+    let index = lines.iter().position(|l| is_top_level_key(l.text, key))?;
     let start = lines[index].start;
     let mut end = lines[index].end;
     for line in &lines[index + 1..] {
@@ -315,29 +379,30 @@ fn strip_locations(message: &str) -> String {
     out
 }
 
-/// Parses the spliced text again and checks that only `related` changed, and that it reads back
-/// as `entries`.
-fn check_splice(old_map: Mapping, new_text: &str, entries: &[Related]) -> Result<(), ParseError> {
+/// Parses the spliced text again and checks that only the top-level `key` changed, and that
+/// its new value passes `check`.
+fn check_splice(
+    old_map: Mapping,
+    new_text: &str,
+    key: &str,
+    check: impl Fn(Option<Value>) -> Result<(), String>,
+) -> Result<(), ParseError> {
     let fail = |why: &str| {
         ParseError::new(
             None,
-            format!("could not rewrite the related block safely: {why}"),
+            format!("could not rewrite the {key} block safely: {why}"),
         )
     };
     let layout = FrontMatter::find(new_text).map_err(|e| fail(&e.reason))?;
     let mut new_map =
         parse_mapping(layout.yaml(new_text), layout.first_line).map_err(|e| fail(&e.reason))?;
-    let new_related = new_map.remove("related");
+    let new_value = new_map.remove(key);
     let mut old_map = old_map;
-    old_map.remove("related");
+    old_map.remove(key);
     if old_map != new_map {
         return Err(fail("another key would change"));
     }
-    let read_back = related_list(new_related.unwrap_or(Value::Null)).map_err(|e| fail(&e))?;
-    if read_back.as_deref().unwrap_or_default() != entries {
-        return Err(fail("the new list does not read back as written"));
-    }
-    Ok(())
+    check(new_value).map_err(|e| fail(&e))
 }
 
 #[cfg(test)]
@@ -456,6 +521,51 @@ mod tests {
         );
         let err = parse_article("---\n- a\n---\n", file("x")).unwrap_err();
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn control_block_goes_in_and_comes_out() {
+        let pinned = Control {
+            pin: vec!["https://x.com/a".into()],
+            block: vec!["b c.md".into()],
+            lock: true,
+        };
+        let out = splice_control(SMALL, &pinned).unwrap().unwrap();
+        assert_eq!(
+            out,
+            "---\ntitle: \"A\"\nexcerpt: \"B\"\n\nrelink:\n  pin:\n    - \"https://x.com/a\"\n  block:\n    - \"b c.md\"\n  lock: true\nrelated:\n  - title: \"X\"\n\nsecured: \"s\"\n---\nbody\n"
+        );
+        assert_eq!(splice_control(&out, &pinned).unwrap(), None);
+        assert_eq!(
+            splice_control(&out, &Control::default()).unwrap().unwrap(),
+            SMALL
+        );
+        // A map written by hand in flow style is replaced whole; a CRLF file stays CRLF.
+        let flow = "---\r\ntitle: A\r\nrelink: {lock: true}\r\n---\r\n";
+        let lock_only = Control {
+            lock: true,
+            ..Control::default()
+        };
+        assert_eq!(parse_article(flow, file("x")).unwrap().control, lock_only);
+        assert_eq!(
+            splice_control(flow, &Control::default()).unwrap().unwrap(),
+            "---\r\ntitle: A\r\n---\r\n"
+        );
+        assert_eq!(
+            splice_control("---\r\ntitle: A\r\n---\r\n", &lock_only)
+                .unwrap()
+                .unwrap(),
+            "---\r\ntitle: A\r\nrelink:\r\n  lock: true\r\n---\r\n"
+        );
+        // Bad maps name their line.
+        let err =
+            parse_article("---\ntitle: A\nrelink:\n  lock: maybe\n---\n", file("x")).unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        let err = parse_article("---\ntitle: A\nrelink: [a]\n---\n", file("x")).unwrap_err();
+        assert!(err.reason.contains("not a mapping"), "{err}");
+        let err =
+            parse_article("---\ntitle: A\nrelink:\n  pin: [1]\n---\n", file("x")).unwrap_err();
+        assert!(err.reason.contains("`relink.pin` item 1"), "{err}");
     }
 
     #[test]

@@ -16,10 +16,10 @@ mod render;
 mod timestamp;
 
 pub use layout::{
-    parse_article, parse_json_article, related_block_span, splice_related,
+    parse_article, parse_json_article, related_block_span, splice_control, splice_related,
     splice_related_if_changed,
 };
-pub use render::render_related_block;
+pub use render::{render_control_block, render_related_block};
 pub use timestamp::{format_timestamp, parse_timestamp};
 
 use std::collections::BTreeMap;
@@ -28,6 +28,44 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
+
+/// An editor's say over one article's list, kept in its `relink:` map:
+///
+/// ```yaml
+/// relink:
+///   pin:
+///     - "https://example.com/always-first"
+///   block:
+///     - "archive/2019/old-story.md"
+///   lock: true
+/// ```
+///
+/// Targets are named by `webUrl`, else by path relative to the corpus folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Control {
+    /// Articles that open the list, in this order, whatever their score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pin: Vec<String>,
+    /// Articles that never enter the list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block: Vec<String>,
+    /// relink never rewrites the list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lock: bool,
+}
+
+impl Control {
+    /// No pin, no block, no lock: what a file without a `relink:` map has.
+    pub fn is_empty(&self) -> bool {
+        self.pin.is_empty() && self.block.is_empty() && !self.lock
+    }
+
+    /// Whether the list depends on other articles through this control (pins and blocks name
+    /// them).
+    pub fn names_targets(&self) -> bool {
+        !self.pin.is_empty() || !self.block.is_empty()
+    }
+}
 
 /// Who published an article.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +221,12 @@ pub struct Article {
     pub related: Option<Vec<Related>>,
     /// [`crate::state::list_hash`] of the stored list (an absent list hashes as an empty one).
     pub related_hash: u64,
+    /// What an editor set in the `relink:` map: pins, blocks, lock.
+    #[serde(default, skip_serializing_if = "Control::is_empty")]
+    pub control: Control,
+    /// The file line of the `relink:` key, for reports about its targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_line: Option<usize>,
     /// Every other top-level key (`featuredContent`, `secured`, ...), kept.
     #[serde(skip)]
     pub extra: BTreeMap<String, Value>,

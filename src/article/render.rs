@@ -6,7 +6,7 @@
 use serde_yaml::Value;
 
 use super::timestamp::format_timestamp;
-use super::{Image, Related};
+use super::{Control, Image, Related};
 
 /// Renders a whole `related:` block, ending with `line_end`. An empty list is `related: []`.
 pub fn render_related_block(entries: &[Related], line_end: &str) -> String {
@@ -18,6 +18,28 @@ pub fn render_related_block(entries: &[Related], line_end: &str) -> String {
         let mut body = String::new();
         push_related_fields(&mut body, 4, entry, line_end);
         push_as_item(&mut out, 2, &body, line_end);
+    }
+    out
+}
+
+/// Renders a `relink:` block, ending with `line_end`; empty for a control that sets nothing
+/// (the block is then removed).
+pub fn render_control_block(control: &Control, line_end: &str) -> String {
+    if control.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("relink:{line_end}");
+    for (key, targets) in [("pin", &control.pin), ("block", &control.block)] {
+        if targets.is_empty() {
+            continue;
+        }
+        push_line(&mut out, 2, &format!("{key}:"), line_end);
+        for target in targets {
+            push_line(&mut out, 4, &format!("- {}", quoted(target)), line_end);
+        }
+    }
+    if control.lock {
+        push_line(&mut out, 2, "lock: true", line_end);
     }
     out
 }
