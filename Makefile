@@ -7,7 +7,7 @@
 CARGO ?= cargo
 DEMO  := target/demo-seeds
 
-.PHONY: run test deps libtorch models build bench bench-refresh bench-scale lint clean-demo
+.PHONY: run test deps libtorch models build bench bench-refresh bench-cli bench-scale lint clean-demo
 
 run: deps
 	$(CARGO) build --release
@@ -23,8 +23,11 @@ run: deps
 # Tests run in release: the model tests embed thousands of texts, and one dependency build
 # serves `make run`, `make test` and the benches. Tests that load the model take a lock, so
 # parallel test threads never oversubscribe the cores.
+# `cargo test` alone does not build the model backend (a shared library of the workspace
+# member model/, which relink opens to embed): `cargo build` first.
 test: deps
 	@rm -f target/tmp/skipped-tests.txt
+	$(CARGO) build --release
 	$(CARGO) test --release
 	@if [ -s target/tmp/skipped-tests.txt ]; then \
 		echo "make test: $$(wc -l < target/tmp/skipped-tests.txt) tests skipped:"; \
@@ -42,11 +45,14 @@ models:
 build: deps
 	$(CARGO) build --release
 
-bench: deps
+bench: build
 	$(CARGO) bench
 
 bench-refresh: build
 	scripts/bench-refresh.sh
+
+bench-cli: build
+	scripts/bench-cli.sh
 
 # Archive scale with the test embedder: make bench-scale N=100000 [RUNS=3]
 N ?= 20000
@@ -54,5 +60,5 @@ bench-scale: deps
 	RELINK_SCALE_N=$(N) $(CARGO) bench --bench scale
 
 lint: deps
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

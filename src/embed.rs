@@ -1,7 +1,8 @@
 //! Sentence embeddings: text in, unit-length 384-d vectors out.
 //!
 //! [`Embedder`] wraps all-MiniLM-L6-v2 through rust-bert's sentence-embeddings pipeline, loaded
-//! from a local folder (`model.safetensors` is read directly). [`crate::testing::HashEmbedder`] is
+//! from a local folder (`model.safetensors` is read directly), in the backend library that
+//! relink opens only when a text must be embedded ([`backend`]). [`crate::testing::HashEmbedder`] is
 //! a small bag-of-words embedder for tests and scale benches, where the real model would only
 //! make them slower. Both implement [`TextEmbedder`], so the pipeline does not care which one it
 //! holds.
@@ -9,12 +10,6 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
-use rust_bert::pipelines::common::ModelType;
-use rust_bert::pipelines::sentence_embeddings::{
-    SentenceEmbeddingsConfig, SentenceEmbeddingsModel,
-};
-use rust_bert::resources::LocalResource;
-use tch::{Device, Kind};
 
 /// Files a sentence-transformers model folder must hold for relink to load it.
 pub const MODEL_FILES: &[&str] = &[
@@ -42,6 +37,8 @@ pub enum EmbedError {
     BadModel { dir: PathBuf, reason: String },
     #[error("embedding failed: {0}")]
     Run(String),
+    #[error("{0}")]
+    Backend(String),
 }
 
 /// Numeric precision the model runs in.
@@ -101,12 +98,12 @@ pub trait TextEmbedder {
     fn embed(&mut self, texts: &[&str]) -> Result<Array2<f32>, EmbedError>;
 }
 
-/// all-MiniLM-L6-v2 (or another BERT sentence-transformers model) through rust-bert.
+/// all-MiniLM-L6-v2 (or another BERT sentence-transformers model) through rust-bert, in the
+/// backend library (see [`backend`]).
 pub struct Embedder {
-    model: SentenceEmbeddingsModel,
+    model: backend::Model,
     model_id: String,
     dim: usize,
-    batch_size: usize,
 }
 
 impl Embedder {
@@ -134,62 +131,18 @@ impl Embedder {
         let precision = precision.resolve();
         crate::alloc::keep_freed_memory();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        tch::set_num_threads(threads as i32);
-        let file = |name: &str| -> Box<LocalResource> {
-            Box::new(LocalResource {
-                local_path: dir.join(name),
-            })
-        };
-        let config = SentenceEmbeddingsConfig {
-            modules_config_resource: file("modules.json"),
-            transformer_type: ModelType::Bert,
-            transformer_config_resource: file("config.json"),
-            transformer_weights_resource: file("model.safetensors"),
-            pooling_config_resource: file("1_Pooling/config.json"),
-            dense_config_resource: None,
-            dense_weights_resource: None,
-            sentence_bert_config_resource: file("sentence_bert_config.json"),
-            tokenizer_config_resource: file("tokenizer_config.json"),
-            tokenizer_vocab_resource: file("vocab.txt"),
-            tokenizer_merges_resource: None,
-            device: Device::Cpu,
-            kind: Some(match precision {
-                Precision::Bf16 => Kind::BFloat16,
-                _ => Kind::Float,
-            }),
-        };
-        // rust-bert panics on some malformed configs instead of returning an error.
-        let model = catch_quietly(|| SentenceEmbeddingsModel::new(config)).ok_or_else(|| EmbedError::BadModel {
-            dir: dir.to_path_buf(),
-            reason: "the model's files could not be read (damaged or not a BERT sentence-transformers model)".into(),
-        })?
-        .map_err(|e| EmbedError::BadModel {
-            dir: dir.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let dim = model
-            .get_embedding_dim()
-            .map_err(|e| EmbedError::BadModel {
+        backend::open().map_err(EmbedError::Backend)?;
+        let model = backend::Model::load(dir, precision == Precision::Bf16, batch_size, threads)
+            .map_err(|reason| EmbedError::BadModel {
                 dir: dir.to_path_buf(),
-                reason: e.to_string(),
-            })? as usize;
+                reason,
+            })?;
+        let dim = model.dim();
         Ok(Embedder {
             model,
             model_id,
             dim,
-            batch_size: batch_size.max(1),
         })
-    }
-
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
-        let out = self
-            .model
-            .encode_as_tensor(texts)
-            .map_err(|e| EmbedError::Run(e.to_string()))?;
-        let t = out.embeddings.to_kind(Kind::Float).contiguous();
-        let mut v = vec![0f32; t.numel()];
-        t.copy_data(&mut v, t.numel());
-        Ok(v)
     }
 }
 
@@ -203,23 +156,209 @@ impl TextEmbedder for Embedder {
     }
 
     fn embed(&mut self, texts: &[&str]) -> Result<Array2<f32>, EmbedError> {
-        let mut out = Array2::<f32>::zeros((texts.len(), self.dim));
-        // Batches of similar length carry little padding: sort by token count, embed, and put
-        // every row back at its input position.
-        let tokenizer = self.model.get_tokenizer();
-        let lengths: Vec<usize> = texts.iter().map(|t| tokenizer.tokenize(t).len()).collect();
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| (lengths[i], i));
-        for chunk in order.chunks(self.batch_size) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let flat = self.embed_batch(&batch)?;
-            for (row, &i) in flat.chunks_exact(self.dim).zip(chunk) {
-                out.row_mut(i).assign(&ndarray::ArrayView1::from(row));
-            }
-        }
+        let flat = self.model.embed(texts).map_err(EmbedError::Run)?;
+        let mut out = Array2::from_shape_vec((texts.len(), self.dim), flat)
+            .map_err(|e| EmbedError::Run(e.to_string()))?;
         // bf16 output is normalised in bf16; normalise again in f32 so every vector is unit length.
         normalize_rows(&mut out);
         Ok(out)
+    }
+}
+
+/// The embedding backend: the `relink-model` shared library (workspace member `model/`),
+/// which links libtorch, opened the first time a model is loaded.
+///
+/// Loading libtorch costs its static initialisation (about 0.35 s on 2 cores, most of a warm
+/// run), so relink does not link it: a run that embeds nothing (a warm refresh, `related` of a
+/// corpus article, `eval` on a cached corpus, `--version`) never pays it. The library is looked
+/// for at `$RELINK_MODEL_LIB`, else beside the running program (and one folder up, where cargo
+/// puts tests and benches), and is never unloaded (libtorch does not support it).
+pub mod backend {
+    use std::ffi::OsString;
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
+    /// The library's file name.
+    pub const LIBRARY: &str = "librelink_model.so";
+    /// The ABI this relink speaks (`relink_model_abi`).
+    const ABI: u32 = 1;
+
+    type Load = unsafe extern "C" fn(*const u8, usize, u32, usize, usize) -> *mut Raw;
+    type Dim = unsafe extern "C" fn(*const Raw) -> usize;
+    type Embed =
+        unsafe extern "C" fn(*mut Raw, *const *const u8, *const usize, usize, *mut f32) -> u32;
+    type Free = unsafe extern "C" fn(*mut Raw);
+    type Error = unsafe extern "C" fn(*mut u8, usize) -> usize;
+
+    /// The library's opaque model.
+    #[repr(C)]
+    pub struct Raw {
+        _private: [u8; 0],
+    }
+
+    struct Library {
+        load: Load,
+        dim: Dim,
+        embed: Embed,
+        free: Free,
+        error: Error,
+    }
+
+    impl Library {
+        fn last_error(&self) -> String {
+            let mut buf = vec![0u8; 4096];
+            // SAFETY: the buffer has the room given.
+            let n = unsafe { (self.error)(buf.as_mut_ptr(), buf.len()) };
+            buf.truncate(n.min(4096));
+            String::from_utf8_lossy(&buf).into_owned()
+        }
+    }
+
+    static LIBRARY_OPENED: OnceLock<Result<Library, String>> = OnceLock::new();
+
+    /// Where the library is looked for, in order.
+    pub fn candidates() -> Vec<PathBuf> {
+        if let Some(p) = std::env::var_os("RELINK_MODEL_LIB").filter(|p| !p.is_empty()) {
+            return vec![PathBuf::from(p)];
+        }
+        let mut out = Vec::new();
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+        {
+            out.push(dir.join(LIBRARY));
+            if let Some(up) = dir.parent() {
+                out.push(up.join(LIBRARY));
+            }
+        }
+        out
+    }
+
+    fn open_library() -> Result<Library, String> {
+        let paths = candidates();
+        let Some(path) = paths.iter().find(|p| p.is_file()) else {
+            let looked: Vec<OsString> = paths.iter().map(|p| p.clone().into_os_string()).collect();
+            return Err(format!(
+                "the model backend {LIBRARY} was not found (looked at {}): it is built with relink by `cargo build --release` at the top of the repository; set RELINK_MODEL_LIB to its path if it lives elsewhere",
+                looked
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        let bad = |e: libloading::Error| format!("{}: {e}", path.display());
+        // SAFETY: the library is relink's own backend; its initialisers are libtorch's.
+        let lib = unsafe { libloading::Library::new(path) }.map_err(bad)?;
+        // SAFETY: the symbols are looked up with the types the backend defines for ABI 1,
+        // after checking that it speaks ABI 1.
+        let library = unsafe {
+            let abi: libloading::Symbol<unsafe extern "C" fn() -> u32> =
+                lib.get(b"relink_model_abi").map_err(bad)?;
+            let abi = abi();
+            if abi != ABI {
+                return Err(format!(
+                    "{}: model backend ABI {abi}, this relink needs {ABI}: rebuild both together",
+                    path.display()
+                ));
+            }
+            Library {
+                load: *lib.get::<Load>(b"relink_model_load").map_err(bad)?,
+                dim: *lib.get::<Dim>(b"relink_model_dim").map_err(bad)?,
+                embed: *lib.get::<Embed>(b"relink_model_embed").map_err(bad)?,
+                free: *lib.get::<Free>(b"relink_model_free").map_err(bad)?,
+                error: *lib.get::<Error>(b"relink_model_error").map_err(bad)?,
+            }
+        };
+        // Never unloaded: the function pointers above stay valid for the process's life.
+        std::mem::forget(lib);
+        Ok(library)
+    }
+
+    fn library() -> Result<&'static Library, String> {
+        LIBRARY_OPENED
+            .get_or_init(open_library)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Opens the backend library (loading libtorch), once per process.
+    pub fn open() -> Result<(), String> {
+        library().map(|_| ())
+    }
+
+    /// A model loaded by the backend.
+    pub struct Model {
+        raw: *mut Raw,
+        lib: &'static Library,
+    }
+
+    // SAFETY: a model is used by one thread at a time (`&mut self` to embed) and the backend
+    // keeps no thread-bound state in it.
+    unsafe impl Send for Model {}
+
+    impl Model {
+        /// Loads the model folder `dir`.
+        pub fn load(
+            dir: &Path,
+            bf16: bool,
+            batch_size: usize,
+            threads: usize,
+        ) -> Result<Model, String> {
+            let lib = library()?;
+            let dir = dir
+                .to_str()
+                .ok_or_else(|| "the folder's path is not UTF-8".to_string())?;
+            // SAFETY: `dir` is valid for its length.
+            let raw = unsafe {
+                (lib.load)(
+                    dir.as_ptr(),
+                    dir.len(),
+                    u32::from(bf16),
+                    batch_size.max(1),
+                    threads,
+                )
+            };
+            if raw.is_null() {
+                return Err(lib.last_error());
+            }
+            Ok(Model { raw, lib })
+        }
+
+        pub fn dim(&self) -> usize {
+            // SAFETY: `raw` is a live model.
+            unsafe { (self.lib.dim)(self.raw) }
+        }
+
+        /// Embeds `texts`: `texts.len()` rows of [`Model::dim`] floats, in order.
+        pub fn embed(&mut self, texts: &[&str]) -> Result<Vec<f32>, String> {
+            let ptrs: Vec<*const u8> = texts.iter().map(|t| t.as_ptr()).collect();
+            let lens: Vec<usize> = texts.iter().map(|t| t.len()).collect();
+            let mut out = vec![0f32; texts.len() * self.dim()];
+            // SAFETY: the pointers and lengths describe live strings, `out` has room for
+            // every row.
+            let ok = unsafe {
+                (self.lib.embed)(
+                    self.raw,
+                    ptrs.as_ptr(),
+                    lens.as_ptr(),
+                    texts.len(),
+                    out.as_mut_ptr(),
+                )
+            };
+            if ok == 1 {
+                Ok(out)
+            } else {
+                Err(self.lib.last_error())
+            }
+        }
+    }
+
+    impl Drop for Model {
+        fn drop(&mut self) {
+            // SAFETY: `raw` came from the backend's load and is freed once.
+            unsafe { (self.lib.free)(self.raw) }
+        }
     }
 }
 

@@ -86,6 +86,61 @@ fn bad_files_are_reported_left_alone_and_set_the_exit_status() {
     assert_eq!(std::fs::read(d.join("zz_empty.md")).unwrap(), b"");
 }
 
+/// The model backend (libtorch) is opened only when a text must be embedded: with the backend
+/// made unreachable, everything that embeds nothing still works, and what must embed says what
+/// is missing.
+#[test]
+fn nothing_loads_libtorch_unless_a_text_is_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = seeds_copy(dir.path());
+    let p = d.to_str().unwrap();
+    let out = relink(&["refresh", p, "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let without = |args: &[&str]| {
+        let _model = MODEL.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new(env!("CARGO_BIN_EXE_relink"))
+            .args(args)
+            .env("RELINK_MODEL", common::model_dir())
+            .env("RELINK_MODEL_LIB", dir.path().join("no-backend.so"))
+            .output()
+            .unwrap()
+    };
+    let seed = d.join("000_6487b44b07e2c8c7.txt");
+    let touched = std::fs::File::options().append(true).open(&seed).unwrap();
+    touched.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(touched);
+    for args in [
+        vec!["--version"],
+        vec!["refresh", p, "--quiet"],
+        vec!["refresh", p, "--full", "--dry-run", "--quiet"],
+        vec!["related", seed.to_str().unwrap()],
+        vec![
+            "pin",
+            seed.to_str().unwrap(),
+            "008_eb84aafa2b746257.txt",
+            "--quiet",
+        ],
+    ] {
+        let out = without(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    // A new text needs the model: a clear error naming the backend, and no file changed.
+    let before = common::snapshot(&d);
+    let edited = text(&std::fs::read(&seed).unwrap()).replacen("title: \"", "title: \"New: ", 1);
+    std::fs::write(&seed, edited).unwrap();
+    let changed = common::snapshot(&d);
+    assert_ne!(before, changed);
+    let out = without(&["refresh", p, "--quiet"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("librelink_model.so was not found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no-backend.so"), "{stderr}");
+    assert_eq!(common::snapshot(&d), changed);
+}
+
 #[test]
 fn only_and_dry_run_touch_what_they_say() {
     let dir = tempfile::tempdir().unwrap();
