@@ -277,6 +277,124 @@ pub fn target_name(root: &Path, a: &Article) -> Option<String> {
         .or_else(|| relative_path(root, a))
 }
 
+/// What `relink pin|unpin|block|unblock|lock|unlock` (and the server's endpoints) do to one
+/// article's `relink:` map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlEdit {
+    Pin,
+    Unpin,
+    Block,
+    Unblock,
+    Lock,
+    Unlock,
+}
+
+impl ControlEdit {
+    /// The command's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ControlEdit::Pin => "pin",
+            ControlEdit::Unpin => "unpin",
+            ControlEdit::Block => "block",
+            ControlEdit::Unblock => "unblock",
+            ControlEdit::Lock => "lock",
+            ControlEdit::Unlock => "unlock",
+        }
+    }
+
+    /// What it did, as a past participle.
+    pub fn done(self) -> &'static str {
+        match self {
+            ControlEdit::Pin => "pinned",
+            ControlEdit::Unpin => "unpinned",
+            ControlEdit::Block => "blocked",
+            ControlEdit::Unblock => "unblocked",
+            ControlEdit::Lock => "locked",
+            ControlEdit::Unlock => "unlocked",
+        }
+    }
+}
+
+/// Applies `edit` with `targets` to the `relink:` map of article `i` of a corpus read from
+/// `root`. Returns the new map and the names it added or removed. A target is a `webUrl`,
+/// `originalUrl` or path relative to `root` (or a path that leads into `root`); one that names
+/// no article or the article itself is refused, as is removing one that is not there. The
+/// stored name is the target's `webUrl`, else its path in the corpus. Pinning a blocked article
+/// unblocks it, and the other way round.
+pub fn edit_control(
+    root: &Path,
+    articles: &[Article],
+    i: usize,
+    edit: ControlEdit,
+    targets: &[String],
+) -> Result<(crate::article::Control, Vec<String>), String> {
+    let names = Names::of(root, articles);
+    let root_canon = root.canonicalize().ok();
+    let find = |t: &str| {
+        names.find(t).or_else(|| {
+            let c = Path::new(t).canonicalize().ok()?;
+            let rel = c.strip_prefix(root_canon.as_ref()?).ok()?;
+            names.find(&rel.to_string_lossy())
+        })
+    };
+    let mut control = articles[i].control.clone();
+    let mut done = Vec::new();
+    for t in targets {
+        let target = find(t);
+        match edit {
+            ControlEdit::Pin | ControlEdit::Block => {
+                let j = target.ok_or_else(|| {
+                    format!("{t}: no article of {} has this URL or path", root.display())
+                })?;
+                if j == i {
+                    return Err(format!("{t}: is the article itself"));
+                }
+                let name = target_name(root, &articles[j])
+                    .ok_or_else(|| format!("{t}: has neither a webUrl nor a path"))?;
+                let (list, other) = if edit == ControlEdit::Pin {
+                    (&mut control.pin, &mut control.block)
+                } else {
+                    (&mut control.block, &mut control.pin)
+                };
+                other.retain(|n| find(n) != Some(j));
+                if !list.iter().any(|n| find(n) == Some(j)) {
+                    list.push(name.clone());
+                }
+                done.push(name);
+            }
+            ControlEdit::Unpin | ControlEdit::Unblock => {
+                let list = if edit == ControlEdit::Unpin {
+                    &mut control.pin
+                } else {
+                    &mut control.block
+                };
+                let before = list.len();
+                list.retain(|n| n != t && (target.is_none() || find(n) != target));
+                if list.len() == before {
+                    return Err(format!(
+                        "{t}: not {} in {}",
+                        if edit == ControlEdit::Unpin {
+                            "pinned"
+                        } else {
+                            "blocked"
+                        },
+                        articles[i].display_path()
+                    ));
+                }
+                done.push(t.clone());
+            }
+            ControlEdit::Lock => control.lock = true,
+            ControlEdit::Unlock => control.lock = false,
+        }
+    }
+    match edit {
+        ControlEdit::Lock => control.lock = true,
+        ControlEdit::Unlock => control.lock = false,
+        _ => {}
+    }
+    Ok((control, done))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

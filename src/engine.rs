@@ -419,6 +419,18 @@ impl Engine {
         embedder: &EmbedderChoice,
     ) -> Result<Vec<crate::rank::Scored>, EngineError> {
         let vector = embedder.load(&self.embed_stats.model_id)?.embed(&[text])?;
+        Ok(self.rank_vector(vector.row(0), text, date, options))
+    }
+
+    /// The related list of a text already embedded as `vector`, whose title (for BM25) is
+    /// `title`. Without a `date`, time is not weighed.
+    pub fn rank_vector(
+        &self,
+        vector: ndarray::ArrayView1<f32>,
+        title: &str,
+        date: Option<chrono::DateTime<chrono::Utc>>,
+        options: &RankOptions,
+    ) -> Vec<crate::rank::Scored> {
         let ranker = self.ranker(match date {
             Some(_) => options.clone(),
             None => RankOptions {
@@ -428,22 +440,52 @@ impl Engine {
                 ..options.clone()
             },
         });
-        let terms = self.bm25.text_terms(text);
+        let terms = self.bm25.text_terms(title);
         let query = crate::rank::Query {
-            vector: vector.row(0),
+            vector,
             index: None,
             key: ArticleKey {
                 date,
-                title: crate::rank::normalize_title(text),
+                title: crate::rank::normalize_title(title),
                 quality: 0.5,
                 ..ArticleKey::default()
             },
             lexical: ranker.lexical_matches(&terms),
             terms,
-            lexical_self: self.bm25.query_self_score(text),
+            lexical_self: self.bm25.query_self_score(title),
         };
         let neighbours = self.index.search(query.vector, ranker.search_depth(&query));
-        Ok(ranker.rank(&query, &neighbours))
+        ranker.rank(&query, &neighbours)
+    }
+
+    /// A list as `relink related --json` prints it (and the server answers): the query, whether
+    /// the article's list is locked, and per entry its rank, score parts, file and entry.
+    pub fn related_json(
+        &self,
+        title: &str,
+        list: &[crate::rank::Scored],
+        locked: bool,
+    ) -> serde_json::Value {
+        let items: Vec<serde_json::Value> = list
+            .iter()
+            .enumerate()
+            .map(|(r, s)| {
+                let a = &self.corpus.articles[s.index];
+                serde_json::json!({
+                    "rank": r + 1,
+                    "score": s.score,
+                    "cosine": s.cosine,
+                    "lexical": s.lexical,
+                    "similarity": s.similarity,
+                    "time": s.time,
+                    "quality": s.quality,
+                    "pinned": s.pinned,
+                    "file": a.display_path(),
+                    "entry": a.to_related(),
+                })
+            })
+            .collect();
+        serde_json::json!({ "query": title, "locked": locked, "related": items })
     }
 
     pub fn ranker(&self, options: RankOptions) -> Ranker<'_> {

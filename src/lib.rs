@@ -12,6 +12,7 @@
 //! - [`engine`] ties them together; [`refresh`] writes the lists; [`eval`] and [`report`]
 //!   measure them against reference lists.
 //! - [`selective`]: after a change, re-rank only the lists it can reach.
+//! - [`serve`]: the HTTP server (`relink serve`) and the editor's page.
 //! - [`state`]: what relink remembers writing, so `eval` never grades its own lists.
 //! - [`editorial`]: pins, blocks and locks from the files, and the corpus-wide rules.
 //! - [`config`]: `relink.toml`; [`alloc`]: the allocator tuning libtorch needs; [`fsutil`]:
@@ -33,5 +34,6 @@ pub mod rank;
 pub mod refresh;
 pub mod report;
 pub mod selective;
+pub mod serve;
 pub mod state;
 pub mod testing;

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use relink::config::FileConfig;
 use relink::corpus::{self, Corpus};
+use relink::editorial::ControlEdit;
 use relink::embed::{Precision, DEFAULT_BATCH_SIZE};
 use relink::engine::{default_state_dir, EmbedderChoice, Engine, EngineSettings, Timings};
 use relink::eval::{self, Baseline};
@@ -45,6 +46,26 @@ enum Command {
     Lock(LockArgs),
     /// Let refresh rewrite an article's list again, and refresh it.
     Unlock(LockArgs),
+    /// Answer related lists over HTTP (JSON API and the editor's page at /).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A folder of article files.
+    path: PathBuf,
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Bearer token the write endpoints require [default: $RELINK_TOKEN; without one, writes
+    /// are refused, and only a loopback address may be used].
+    #[arg(long)]
+    token: Option<String>,
+    /// Seconds between checks of the folder for files added, edited or removed.
+    #[arg(long, default_value = "1")]
+    poll: f64,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -272,6 +293,7 @@ fn main() -> ExitCode {
         Command::Unblock(args) => cmd_control(ControlEdit::Unblock, args),
         Command::Lock(args) => cmd_control(ControlEdit::Lock, args.into()),
         Command::Unlock(args) => cmd_control(ControlEdit::Unlock, args.into()),
+        Command::Serve(args) => cmd_serve(args),
     };
     match result {
         Ok(code) => code,
@@ -458,20 +480,8 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     for e in &report.write_errors {
         eprintln!("relink: not written: {e}");
     }
-    if !report.written.is_empty() {
-        // Remembered so that `eval` never takes these lists for references.
-        let state_dir = &resolved.engine.state_dir;
-        let mut record = relink::state::WrittenLists::load(state_dir);
-        for &(i, hash) in &report.written {
-            let key = relink::state::article_key(&engine.corpus.root, &engine.corpus.articles[i]);
-            record.record(key, hash);
-        }
-        if let Err(e) = record.save(state_dir) {
-            eprintln!(
-                "relink: warning: {}: {e}",
-                state_dir.join(relink::state::WRITTEN_LISTS).display()
-            );
-        }
+    for warning in relink::refresh::remember_written(&engine, &report, &resolved.engine.state_dir) {
+        eprintln!("relink: warning: {warning}");
     }
 
     if let (Some(snapshot), false) = (&snapshot, args.dry_run) {
@@ -737,29 +747,8 @@ fn save_article_records(
     report: &relink::refresh::RefreshReport,
     resolved: &Resolved,
 ) {
-    if engine.corpus.format != corpus::Format::Folder || !engine.corpus.root.is_dir() {
-        return;
-    }
-    let list_hashes: std::collections::HashMap<usize, u64> =
-        report.written.iter().copied().collect();
-    let written: std::collections::HashMap<usize, (relink::fsutil::FileStamp, u64, u64)> = report
-        .stamps
-        .iter()
-        .filter_map(|&(i, (stamp, content))| {
-            list_hashes.get(&i).map(|&list| (i, (stamp, content, list)))
-        })
-        .collect();
-    let state_dir = &resolved.engine.state_dir;
-    if let Err(e) = relink::state::ArticleRecords::save(
-        state_dir,
-        &engine.corpus.root,
-        &engine.corpus.articles,
-        &written,
-    ) {
-        eprintln!(
-            "relink: warning: {}: {e}",
-            state_dir.join(relink::state::ARTICLE_RECORDS).display()
-        );
+    if let Err(e) = relink::refresh::save_records(engine, report, &resolved.engine.state_dir) {
+        eprintln!("relink: warning: {e}");
     }
 }
 
@@ -820,16 +809,6 @@ fn cmd_related(args: RelatedArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum ControlEdit {
-    Pin,
-    Unpin,
-    Block,
-    Unblock,
-    Lock,
-    Unlock,
-}
-
 impl From<LockArgs> for TargetArgs {
     fn from(a: LockArgs) -> TargetArgs {
         TargetArgs {
@@ -851,14 +830,7 @@ fn cmd_control(edit: ControlEdit, args: TargetArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| relink::config::config_dir(&args.file));
     let resolved = args.common.resolve(&corpus_path, true)?;
     let state_dir = resolved.engine.state_dir.clone();
-    let command = match edit {
-        ControlEdit::Pin => "pin",
-        ControlEdit::Unpin => "unpin",
-        ControlEdit::Block => "block",
-        ControlEdit::Unblock => "unblock",
-        ControlEdit::Lock => "lock",
-        ControlEdit::Unlock => "unlock",
-    };
+    let command = edit.name();
     let message = {
         let (lock, _) = take_lock(&state_dir, command, &args.file, args.common.no_wait)?;
         let records = relink::state::ArticleRecords::load(&state_dir);
@@ -876,87 +848,15 @@ fn cmd_control(edit: ControlEdit, args: TargetArgs) -> Result<ExitCode> {
             }
             bail!("{file}: not an article of {}", corpus_path.display());
         };
-        let article = &corpus.articles[i];
-        let mut control = article.control.clone();
-        let names = relink::editorial::Names::of(&corpus.root, &corpus.articles);
-        // A target given as a path may be relative to the current folder or to the corpus's.
-        let find = |t: &str| {
-            names.find(t).or_else(|| {
-                let p = Path::new(t);
-                let c = p.canonicalize().ok()?;
-                let root = corpus.root.canonicalize().ok()?;
-                names.find(&c.strip_prefix(&root).ok()?.to_string_lossy())
-            })
-        };
-        let mut done = Vec::new();
-        for t in &args.targets {
-            let target = find(t);
-            match edit {
-                ControlEdit::Pin | ControlEdit::Block => {
-                    let Some(j) = target else {
-                        bail!(
-                            "{t}: no article of {} has this URL or path",
-                            corpus_path.display()
-                        );
-                    };
-                    if j == i {
-                        bail!("{t}: is the article itself");
-                    }
-                    let name = relink::editorial::target_name(&corpus.root, &corpus.articles[j])
-                        .ok_or_else(|| anyhow::anyhow!("{t}: has neither a webUrl nor a path"))?;
-                    let (list, other) = if edit == ControlEdit::Pin {
-                        (&mut control.pin, &mut control.block)
-                    } else {
-                        (&mut control.block, &mut control.pin)
-                    };
-                    // Pinning a blocked article unblocks it, and the other way round.
-                    other.retain(|n| find(n) != Some(j));
-                    if !list.iter().any(|n| find(n) == Some(j)) {
-                        list.push(name.clone());
-                    }
-                    done.push(name);
-                }
-                ControlEdit::Unpin | ControlEdit::Unblock => {
-                    let list = if edit == ControlEdit::Unpin {
-                        &mut control.pin
-                    } else {
-                        &mut control.block
-                    };
-                    let before = list.len();
-                    list.retain(|n| n != t && (target.is_none() || find(n) != target));
-                    if list.len() == before {
-                        bail!(
-                            "{t}: not {} in {file}",
-                            if edit == ControlEdit::Unpin {
-                                "pinned"
-                            } else {
-                                "blocked"
-                            }
-                        );
-                    }
-                    done.push(t.clone());
-                }
-                ControlEdit::Lock | ControlEdit::Unlock => unreachable!("no targets"),
-            }
-        }
-        match edit {
-            ControlEdit::Lock => control.lock = true,
-            ControlEdit::Unlock => control.lock = false,
-            _ => {}
-        }
-        let written = relink::corpus::write_control_in(&corpus.root, article, &control)
+        let (control, done) =
+            relink::editorial::edit_control(&corpus.root, &corpus.articles, i, edit, &args.targets)
+                .map_err(anyhow::Error::msg)?;
+        let written = relink::corpus::write_control_in(&corpus.root, &corpus.articles[i], &control)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         drop(lock);
-        let verb = match edit {
-            ControlEdit::Pin => "pinned",
-            ControlEdit::Unpin => "unpinned",
-            ControlEdit::Block => "blocked",
-            ControlEdit::Unblock => "unblocked",
-            ControlEdit::Lock => "locked",
-            ControlEdit::Unlock => "unlocked",
-        };
         format!(
-            "relink {command} {file}: {verb}{}{}; now {} pinned, {} blocked{}",
+            "relink {command} {file}: {}{}{}; now {} pinned, {} blocked{}",
+            edit.done(),
             if done.is_empty() { "" } else { " " },
             done.join(", "),
             control.pin.len(),
@@ -982,6 +882,37 @@ fn cmd_control(edit: ControlEdit, args: TargetArgs) -> Result<ExitCode> {
     })
 }
 
+/// `relink serve`: loads the corpus once and answers over HTTP until Ctrl-C.
+fn cmd_serve(args: ServeArgs) -> Result<ExitCode> {
+    let resolved = args.common.resolve(&args.path, true)?;
+    if !args.path.is_dir() {
+        bail!("{}: not a folder of article files", args.path.display());
+    }
+    if !(0.05..=3600.0).contains(&args.poll) {
+        bail!("--poll {}: out of range: 0.05 to 3600 seconds", args.poll);
+    }
+    let token = args
+        .token
+        .clone()
+        .or_else(|| std::env::var("RELINK_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    let mut settings = resolved.engine;
+    settings.show_progress = false;
+    relink::serve::run(
+        relink::serve::Config {
+            corpus: args.path.clone(),
+            addr: args.addr,
+            token,
+            options: resolved.rank,
+            settings,
+            poll: std::time::Duration::from_secs_f64(args.poll),
+        },
+        |_| {},
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn parse_date(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(d.with_timezone(&chrono::Utc));
@@ -1002,29 +933,7 @@ fn print_related(
 ) -> Result<()> {
     let mut out = io::stdout().lock();
     if json {
-        let items: Vec<serde_json::Value> = list
-            .iter()
-            .enumerate()
-            .map(|(r, s)| {
-                let a = &engine.corpus.articles[s.index];
-                serde_json::json!({
-                    "rank": r + 1,
-                    "score": s.score,
-                    "cosine": s.cosine,
-                    "lexical": s.lexical,
-                    "similarity": s.similarity,
-                    "time": s.time,
-                    "quality": s.quality,
-                    "pinned": s.pinned,
-                    "file": a.display_path(),
-                    "entry": a.to_related(),
-                })
-            })
-            .collect();
-        write_json(
-            &mut out,
-            &serde_json::json!({ "query": title, "locked": locked, "related": items }),
-        )?;
+        write_json(&mut out, &engine.related_json(title, list, locked))?;
         return Ok(());
     }
     writeln!(

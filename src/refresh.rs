@@ -355,6 +355,59 @@ fn write_changed(
     (report, hashes)
 }
 
+/// Remembers the lists a refresh wrote (so that `eval` never takes them for references), in
+/// `state_dir`. Returns warnings (the record could not be saved).
+pub fn remember_written(engine: &Engine, report: &RefreshReport, state_dir: &Path) -> Vec<String> {
+    if report.written.is_empty() {
+        return Vec::new();
+    }
+    let mut record = crate::state::WrittenLists::load(state_dir);
+    for &(i, hash) in &report.written {
+        let key = crate::state::article_key(&engine.corpus.root, &engine.corpus.articles[i]);
+        record.record(key, hash);
+    }
+    match record.save(state_dir) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![format!(
+            "{}: {e}",
+            state_dir.join(crate::state::WRITTEN_LISTS).display()
+        )],
+    }
+}
+
+/// Saves the per-file records of a folder corpus after a refresh (files it wrote with their new
+/// stamps), so that the next run parses only what changed.
+pub fn save_records(
+    engine: &Engine,
+    report: &RefreshReport,
+    state_dir: &Path,
+) -> Result<(), String> {
+    if engine.corpus.format != crate::corpus::Format::Folder || !engine.corpus.root.is_dir() {
+        return Ok(());
+    }
+    let list_hashes: std::collections::HashMap<usize, u64> =
+        report.written.iter().copied().collect();
+    let written: std::collections::HashMap<usize, (crate::fsutil::FileStamp, u64, u64)> = report
+        .stamps
+        .iter()
+        .filter_map(|&(i, (stamp, content))| {
+            list_hashes.get(&i).map(|&list| (i, (stamp, content, list)))
+        })
+        .collect();
+    crate::state::ArticleRecords::save(
+        state_dir,
+        &engine.corpus.root,
+        &engine.corpus.articles,
+        &written,
+    )
+    .map_err(|e| {
+        format!(
+            "{}: {e}",
+            state_dir.join(crate::state::ARTICLE_RECORDS).display()
+        )
+    })
+}
+
 fn empty_hash() -> u64 {
     crate::state::list_hash(&[])
 }

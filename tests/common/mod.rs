@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests and the benches.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::PathBuf;
 
 /// `../shared` beside the repository (or `$RELINK_SHARED`), if present. Tests that need it
