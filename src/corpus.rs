@@ -198,22 +198,21 @@ pub fn write_related(article: &Article, entries: &[Related]) -> Result<WriteOutc
     write_related_in(root, article, entries)
 }
 
+/// The file of a front-matter article; for a JSON Lines article, the error `why`.
+fn file_of<'a>(article: &'a Article, why: &str) -> Result<&'a Path, ReadError> {
+    match &article.source {
+        Source::File(path) => Ok(path.as_path()),
+        Source::JsonLine { path, line } => Err(ReadError::new(path, Some(*line), why)),
+    }
+}
+
 /// The write of [`write_related_in`], returning the replaced file to settle later.
 fn write_related_unsettled(
     root: &Path,
     article: &Article,
     entries: &[Related],
 ) -> Result<Option<fsutil::Settle>, ReadError> {
-    let path = match &article.source {
-        Source::File(path) => path.as_path(),
-        Source::JsonLine { path, line } => {
-            return Err(ReadError::new(
-                path,
-                Some(*line),
-                "a JSON Lines article is written with write_jsonl",
-            ))
-        }
-    };
+    let path = file_of(article, "a JSON Lines article is written with write_jsonl")?;
     match fsutil::rewrite(path, root, &splice_edit(article, path, entries)) {
         Ok(Rewritten::Unchanged) => Ok(None),
         Ok(Rewritten::Changed(s)) => Ok(Some(s)),
@@ -250,16 +249,10 @@ pub fn write_control_in(
     article: &Article,
     control: &Control,
 ) -> Result<Option<(fsutil::FileStamp, u64)>, ReadError> {
-    let path = match &article.source {
-        Source::File(path) => path.as_path(),
-        Source::JsonLine { path, line } => {
-            return Err(ReadError::new(
-                path,
-                Some(*line),
-                "pins, blocks and locks of a JSON Lines article are set in its `relink` field",
-            ))
-        }
-    };
+    let path = file_of(
+        article,
+        "pins, blocks and locks of a JSON Lines article are set in its `relink` field",
+    )?;
     let edit = |bytes: &[u8]| -> Result<Option<Vec<u8>>, ReadError> {
         let text = decode(bytes).map_err(|e| ReadError::parse(path, e))?;
         if xxh3_64(bytes) != article.content_hash {

@@ -321,6 +321,14 @@ fn query_pairs(raw: Option<String>) -> Result<Vec<(String, String)>, Failure> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad query string: {e}")))
 }
 
+/// The value of query parameter `name`.
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// The ranking options of a request: the server's, with `k` and any option given by name.
 fn options_from(
     app: &App,
@@ -398,12 +406,7 @@ async fn metrics_text(State(app): State<Arc<App>>) -> Response {
 /// file holds).
 async fn related(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Answer {
     let pairs = query_pairs(raw)?;
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| param(&pairs, name);
     let options = options_from(&app, &pairs, &["url", "path", "current"])?;
     let with_current = match get("current") {
         None | Some("false") | Some("0") => false,
@@ -566,12 +569,7 @@ fn embed_drafts(app: &App, queue: &mpsc::Receiver<Draft>) {
 /// `GET /v1/search?q=…[&limit=N]`: corpus articles by title (BM25), for the page's search box.
 async fn search(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Answer {
     let pairs = query_pairs(raw)?;
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| param(&pairs, name);
     let q = get("q")
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, "q is required"))?;
