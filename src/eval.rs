@@ -187,6 +187,100 @@ pub struct Metrics {
     pub recall_curve: Vec<f64>,
 }
 
+/// Per-article values of every metric but coverage, for the articles with a reference: what
+/// [`score`] averages and [`bootstrap`] resamples.
+#[derive(Clone, Debug, Default)]
+pub struct PerArticle {
+    /// Metric names, in the order of each row.
+    pub names: Vec<String>,
+    /// One row per scored article.
+    pub rows: Vec<Vec<f64>>,
+}
+
+impl PerArticle {
+    /// Scores ranked lists (corpus positions, best first) against references, at each k of
+    /// `ks`; MRR uses the whole list.
+    pub fn of(lists: &[Vec<usize>], references: &[Option<Reference>], ks: &[usize]) -> PerArticle {
+        let max_k = ks.iter().copied().max().unwrap_or(0);
+        let mut names = Vec::new();
+        for &k in ks {
+            names.push(format!("recall@{k}"));
+            names.push(format!("precision@{k}"));
+            names.push(format!("ndcg@{k}"));
+        }
+        names.push("mrr".into());
+        for k in 1..=max_k {
+            names.push(format!("curve@{k}"));
+        }
+        let mut rows = Vec::new();
+        for (list, reference) in lists.iter().zip(references) {
+            let Some(reference) = reference else { continue };
+            // Which reference entry each list position hits (each entry counts once).
+            let mut used = vec![false; reference.len()];
+            let hits: Vec<bool> = list
+                .iter()
+                .map(|item| {
+                    match reference
+                        .iter()
+                        .enumerate()
+                        .position(|(e, set)| !used[e] && set.contains(item))
+                    {
+                        Some(e) => {
+                            used[e] = true;
+                            true
+                        }
+                        None => false,
+                    }
+                })
+                .collect();
+            let at = |k: usize| {
+                let found = hits.iter().take(k).filter(|&&h| h).count() as f64;
+                let dcg: f64 = hits
+                    .iter()
+                    .take(k)
+                    .enumerate()
+                    .filter(|(_, &h)| h)
+                    .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
+                    .sum();
+                let ideal: f64 = (0..k.min(reference.len()))
+                    .map(|r| 1.0 / ((r + 2) as f64).log2())
+                    .sum();
+                (
+                    found / reference.len() as f64,
+                    found / k as f64,
+                    dcg / ideal,
+                )
+            };
+            let mut row = Vec::with_capacity(names.len());
+            for &k in ks {
+                let (r, p, n) = at(k);
+                row.extend([r, p, n]);
+            }
+            row.push(
+                hits.iter()
+                    .position(|&h| h)
+                    .map_or(0.0, |first| 1.0 / (first + 1) as f64),
+            );
+            row.extend((1..=max_k).map(|k| at(k).0));
+            rows.push(row);
+        }
+        PerArticle { names, rows }
+    }
+
+    /// The mean of each metric over `sample` (positions in `rows`, repeats allowed).
+    fn means(&self, sample: impl Iterator<Item = usize>) -> Vec<f64> {
+        let mut sum = vec![0.0; self.names.len()];
+        let mut n = 0usize;
+        for i in sample {
+            for (s, v) in sum.iter_mut().zip(&self.rows[i]) {
+                *s += v;
+            }
+            n += 1;
+        }
+        sum.iter().map(|s| s / n.max(1) as f64).collect()
+    }
+}
+
 /// Scores ranked lists (corpus positions, best first) against references, at each k of `ks`.
 /// MRR uses the whole list; coverage is the share of all articles with a non-empty list.
 pub fn score(
@@ -194,68 +288,68 @@ pub fn score(
     references: &[Option<Reference>],
     ks: &[usize],
 ) -> (Metrics, usize) {
-    let max_k = ks.iter().copied().max().unwrap_or(0);
-    let mut recall = vec![0.0; max_k + 1];
-    let mut precision = vec![0.0; max_k + 1];
-    let mut ndcg = vec![0.0; max_k + 1];
-    let mut mrr = 0.0;
-    let mut scored = 0usize;
-    for (list, reference) in lists.iter().zip(references) {
-        let Some(reference) = reference else { continue };
-        scored += 1;
-        // Which reference entry each list position hits (each entry counts once).
-        let mut used = vec![false; reference.len()];
-        let hits: Vec<bool> = list
-            .iter()
-            .map(|item| {
-                match reference
-                    .iter()
-                    .enumerate()
-                    .position(|(e, set)| !used[e] && set.contains(item))
-                {
-                    Some(e) => {
-                        used[e] = true;
-                        true
-                    }
-                    None => false,
-                }
-            })
-            .collect();
-        if let Some(first) = hits.iter().position(|&h| h) {
-            mrr += 1.0 / (first + 1) as f64;
-        }
-        for k in 1..=max_k {
-            let found = hits.iter().take(k).filter(|&&h| h).count() as f64;
-            recall[k] += found / reference.len() as f64;
-            precision[k] += found / k as f64;
-            let dcg: f64 = hits
-                .iter()
-                .take(k)
-                .enumerate()
-                .filter(|(_, &h)| h)
-                .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
-                .sum();
-            let ideal: f64 = (0..k.min(reference.len()))
-                .map(|r| 1.0 / ((r + 2) as f64).log2())
-                .sum();
-            ndcg[k] += dcg / ideal;
-        }
-    }
-    let n = scored.max(1) as f64;
+    let per = PerArticle::of(lists, references, ks);
+    let means = per.means(0..per.rows.len());
     let mut m = Metrics::default();
-    for &k in ks {
-        m.values.insert(format!("recall@{k}"), recall[k] / n);
-        m.values.insert(format!("precision@{k}"), precision[k] / n);
-        m.values.insert(format!("ndcg@{k}"), ndcg[k] / n);
+    for (name, v) in per.names.iter().zip(&means) {
+        if name.starts_with("curve@") {
+            m.recall_curve.push(*v);
+        } else {
+            m.values.insert(name.clone(), *v);
+        }
     }
-    m.values.insert("mrr".into(), mrr / n);
     let covered = lists.iter().filter(|l| !l.is_empty()).count();
     m.values.insert(
         "coverage".into(),
         covered as f64 / lists.len().max(1) as f64,
     );
-    m.recall_curve = (1..=max_k).map(|k| recall[k] / n).collect();
-    (m, scored)
+    (m, per.rows.len())
+}
+
+/// Resamples drawn by [`bootstrap`], and the seed of their generator: intervals are the same
+/// on every run.
+pub const RESAMPLES: usize = 1000;
+pub const SEED: u64 = 0x5eed_2026;
+
+/// Bootstrap 95% intervals (2.5th and 97.5th percentiles of the mean over [`RESAMPLES`]
+/// resamples of the scored articles, with replacement, seeded) of each metric of `a`, or, with
+/// `b` (the same articles scored for another ranker), of the difference `a − b`, resampling
+/// the same articles for both (a paired bootstrap).
+pub fn bootstrap(a: &PerArticle, b: Option<&PerArticle>) -> BTreeMap<String, [f64; 2]> {
+    let n = a.rows.len();
+    let mut out = BTreeMap::new();
+    if n == 0 || b.is_some_and(|b| b.rows.len() != n) {
+        return out;
+    }
+    let mut state = SEED;
+    let mut next = move || {
+        // xorshift64*: small, seeded, plenty for resampling indices.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize
+    };
+    let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(RESAMPLES); a.names.len()];
+    let mut sample = vec![0usize; n];
+    for _ in 0..RESAMPLES {
+        for s in sample.iter_mut() {
+            *s = next() % n;
+        }
+        let ma = a.means(sample.iter().copied());
+        let mb = b.map(|b| b.means(sample.iter().copied()));
+        for (m, d) in draws.iter_mut().enumerate() {
+            d.push(ma[m] - mb.as_ref().map_or(0.0, |mb| mb[m]));
+        }
+    }
+    for (name, mut d) in a.names.iter().zip(draws) {
+        if name.starts_with("curve@") {
+            continue;
+        }
+        d.sort_by(f64::total_cmp);
+        let pick = |q: f64| d[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
+        out.insert(name.clone(), [pick(0.025), pick(0.975)]);
+    }
+    out
 }
 
 /// The rankers `relink eval` can compare.
@@ -369,10 +463,66 @@ pub fn index_recall(
 pub struct RankerResult {
     pub name: String,
     pub metrics: BTreeMap<String, f64>,
+    /// Bootstrap 95% interval of each metric ([`bootstrap`]).
+    pub ci: BTreeMap<String, [f64; 2]>,
+    /// Against the first row (relink, or the best of a sweep): per metric, this row's value
+    /// minus the first's, and the paired bootstrap 95% interval of that difference. An interval
+    /// that holds 0 is a tie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_first: Option<BTreeMap<String, [f64; 3]>>,
     #[serde(skip)]
     pub recall_curve: Vec<f64>,
+    #[serde(skip)]
+    pub per_article: PerArticle,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub options: Option<RankOptions>,
+}
+
+impl RankerResult {
+    fn new(
+        name: String,
+        lists: &[Vec<usize>],
+        references: &[Option<Reference>],
+        ks: &[usize],
+        options: Option<RankOptions>,
+    ) -> RankerResult {
+        let (m, _) = score(lists, references, ks);
+        let per_article = PerArticle::of(lists, references, ks);
+        RankerResult {
+            name,
+            metrics: m.values,
+            ci: bootstrap(&per_article, None),
+            vs_first: None,
+            recall_curve: m.recall_curve,
+            per_article,
+            options,
+        }
+    }
+
+    /// Whether this row ties the first on `metric`: the interval of the difference holds 0.
+    pub fn ties_first(&self, metric: &str) -> Option<bool> {
+        let d = self.vs_first.as_ref()?.get(metric)?;
+        Some(d[1] <= 0.0 && d[2] >= 0.0)
+    }
+}
+
+/// Fills every row's difference to the first row.
+fn compare_to_first(rows: &mut [RankerResult]) {
+    let Some((first, rest)) = rows.split_first_mut() else {
+        return;
+    };
+    for r in rest {
+        let interval = bootstrap(&r.per_article, Some(&first.per_article));
+        r.vs_first = Some(
+            interval
+                .into_iter()
+                .map(|(name, [lo, hi])| {
+                    let d = r.metrics[&name] - first.metrics[&name];
+                    (name, [d, lo, hi])
+                })
+                .collect(),
+        );
+    }
 }
 
 /// Evaluates `options` and the baselines on the engine's corpus.
@@ -389,23 +539,25 @@ pub fn evaluate(
         ..options.clone()
     };
     let relink_lists = lists_for(engine, &opts);
-    let (m, scored) = score(&relink_lists, references, ks);
-    let mut rows = vec![RankerResult {
-        name: "relink".into(),
-        metrics: m.values,
-        recall_curve: m.recall_curve,
-        options: None,
-    }];
+    let (_, scored) = score(&relink_lists, references, ks);
+    let mut rows = vec![RankerResult::new(
+        "relink".into(),
+        &relink_lists,
+        references,
+        ks,
+        None,
+    )];
     for &b in baselines {
         let lists = baseline_lists(engine, b, &opts);
-        let (m, _) = score(&lists, references, ks);
-        rows.push(RankerResult {
-            name: b.name().into(),
-            metrics: m.values,
-            recall_curve: m.recall_curve,
-            options: None,
-        });
+        rows.push(RankerResult::new(
+            b.name().into(),
+            &lists,
+            references,
+            ks,
+            None,
+        ));
     }
+    compare_to_first(&mut rows);
     (rows, scored, relink_lists)
 }
 
@@ -465,13 +617,13 @@ pub fn sweep(
                 k: max_k,
                 ..o.clone()
             };
-            let (m, _) = score(&lists_for(engine, &opts), references, ks);
-            RankerResult {
-                name: label.clone(),
-                metrics: m.values,
-                recall_curve: m.recall_curve,
-                options: Some(o.clone()),
-            }
+            RankerResult::new(
+                label.clone(),
+                &lists_for(engine, &opts),
+                references,
+                ks,
+                Some(o.clone()),
+            )
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -479,6 +631,7 @@ pub fn sweep(
             .total_cmp(&a.metrics[&first])
             .then(b.metrics["mrr"].total_cmp(&a.metrics["mrr"]))
     });
+    compare_to_first(&mut rows);
     rows
 }
 
@@ -495,15 +648,17 @@ pub fn columns(ks: &[usize]) -> Vec<String> {
     cols
 }
 
-/// An aligned text table of the rows.
+/// An aligned text table of the rows, and a last column: each row against the first at the
+/// first cut-off's recall, `tie` when the interval of the difference holds 0.
 pub fn table(rows: &[RankerResult], ks: &[usize]) -> String {
     let cols = columns(ks);
+    let key = format!("recall@{}", ks.first().copied().unwrap_or(5));
     let name_w = rows.iter().map(|r| r.name.len()).max().unwrap_or(6).max(6);
     let mut out = format!("{:<name_w$}", "ranker");
     for c in &cols {
         out.push_str(&format!("  {:>12}", c));
     }
-    out.push('\n');
+    out.push_str(&format!("  vs first ({key})\n"));
     for r in rows {
         out.push_str(&format!("{:<name_w$}", r.name));
         for c in &cols {
@@ -511,6 +666,37 @@ pub fn table(rows: &[RankerResult], ks: &[usize]) -> String {
                 "  {:>12.4}",
                 r.metrics.get(c).copied().unwrap_or(f64::NAN)
             ));
+        }
+        if let Some(d) = r.vs_first.as_ref().and_then(|v| v.get(&key)) {
+            out.push_str(&format!(
+                "  {:+.4} [{:+.4}, {:+.4}]{}",
+                d[0],
+                d[1],
+                d[2],
+                if r.ties_first(&key) == Some(true) {
+                    " tie"
+                } else {
+                    ""
+                }
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The 95% intervals of each row's metrics at the cut-offs `ks`, one line a row.
+pub fn intervals(rows: &[RankerResult], ks: &[usize]) -> String {
+    let name_w = rows.iter().map(|r| r.name.len()).max().unwrap_or(6).max(6);
+    let mut out = format!(
+        "95% intervals (bootstrap over the scored articles, {RESAMPLES} resamples, seeded):\n"
+    );
+    for r in rows {
+        out.push_str(&format!("{:<name_w$}", r.name));
+        for c in columns(ks).iter().filter(|c| *c != "coverage") {
+            if let Some([lo, hi]) = r.ci.get(c) {
+                out.push_str(&format!("  {c} [{lo:.3}, {hi:.3}]"));
+            }
         }
         out.push('\n');
     }
@@ -582,6 +768,37 @@ mod tests {
         assert_eq!(n, 2);
         assert!((val(&m, "recall@1") - 0.5).abs() < 1e-12);
         assert!((val(&m, "mrr") - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_bootstrap_is_seeded_holds_the_estimate_and_ties_a_ranker_with_itself() {
+        let references: Vec<Option<Reference>> =
+            (0..60).map(|i| refs(&[&[i + 1000], &[i + 2000]])).collect();
+        // Half the articles find one of two references first, a third find none.
+        let lists: Vec<Vec<usize>> = (0..60)
+            .map(|i| match i % 3 {
+                0 => vec![i + 1000, 7],
+                1 => vec![7, i + 2000],
+                _ => vec![7, 8],
+            })
+            .collect();
+        let per = PerArticle::of(&lists, &references, &[1, 2]);
+        let (m, scored) = score(&lists, &references, &[1, 2]);
+        assert_eq!(scored, 60);
+        let ci = bootstrap(&per, None);
+        assert_eq!(ci, bootstrap(&per, None), "seeded: the same every run");
+        for (name, [lo, hi]) in &ci {
+            let v = m.values[name];
+            assert!(*lo <= v && v <= *hi, "{name}: {v} outside [{lo}, {hi}]");
+            assert!(lo < hi, "{name}: an interval, not a point");
+        }
+        let same = bootstrap(&per, Some(&per));
+        assert!(same.values().all(|[lo, hi]| *lo == 0.0 && *hi == 0.0));
+        // A ranker that finds one more reference for every article is better, not tied.
+        let better: Vec<Vec<usize>> = (0..60).map(|i| vec![i + 1000, i + 2000]).collect();
+        let b = PerArticle::of(&better, &references, &[1, 2]);
+        let d = bootstrap(&b, Some(&per));
+        assert!(d["recall@2"][0] > 0.0, "{:?}", d["recall@2"]);
     }
 
     #[test]

@@ -1169,6 +1169,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
             writeln!(out, "reference links: {} in all, {} to corpus articles (scored), {} outside the corpus, {} to the article itself", l.links, l.resolved, l.outside, l.to_itself)?;
         }
         write!(out, "{}", eval::table(&rows, &ks))?;
+        write!(out, "{}", eval::intervals(&rows, &ks))?;
         let ir: Vec<String> = index_recall
             .iter()
             .map(|(k, v)| format!("{k} {v:.4}"))

@@ -62,6 +62,11 @@ pub struct RankOptions {
     pub duplicate: f32,
     /// Never recommend an article from the article's own provider.
     pub exclude_same_provider: bool,
+    /// Maximal marginal relevance: each next entry is the candidate with the best score minus
+    /// this much of its largest cosine to the entries already chosen (0 = off: by score).
+    pub diversity: f32,
+    /// At most this many entries from one provider (0 = no limit).
+    pub max_per_provider: usize,
 }
 
 impl Default for RankOptions {
@@ -79,6 +84,8 @@ impl Default for RankOptions {
             quality_weight: 0.1,
             duplicate: 0.99,
             exclude_same_provider: false,
+            diversity: 0.0,
+            max_per_provider: 0,
         }
     }
 }
@@ -123,6 +130,8 @@ const RANGES: &[(&str, f64, f64)] = &[
     ("window-before", 0.0, 36_500.0),
     ("quality-weight", 0.0, 2.0),
     ("duplicate", 0.0, 1.0),
+    ("diversity", 0.0, 1.0),
+    ("max-per-provider", 0.0, 1_000.0),
 ];
 
 /// Checks a value of the ranking option `name` (its kebab-case name) against its range; names
@@ -156,7 +165,9 @@ macro_rules! with_rank_options {
             window_before: "window-before",
             quality_weight: "quality-weight",
             duplicate: "duplicate",
-            exclude_same_provider: "exclude-same-provider"
+            exclude_same_provider: "exclude-same-provider",
+            diversity: "diversity",
+            max_per_provider: "max-per-provider"
         )
     };
 }
@@ -202,6 +213,13 @@ pub struct RankOverrides {
     /// Never recommend an article from the same provider.
     #[arg(long, num_args = 0, default_missing_value = "true")]
     pub exclude_same_provider: Option<bool>,
+    /// Maximal marginal relevance, 0..1: each next entry is the best score minus this much of
+    /// its largest cosine to the entries chosen; 0 = off [default: 0].
+    #[arg(long)]
+    pub diversity: Option<f32>,
+    /// At most N entries from one provider; 0 = no limit [default: 0].
+    #[arg(long, value_name = "N")]
+    pub max_per_provider: Option<usize>,
 }
 
 /// A value that can be checked against an option's range.
@@ -678,17 +696,51 @@ impl<'a> Ranker<'a> {
         let o = &self.options;
         let mut chosen: Vec<Scored> = pinned;
         chosen.reserve(o.k);
-        for s in scored {
-            if chosen.len() >= o.k {
-                break;
-            }
+        let fits = |chosen: &[Scored], s: &Scored| {
             let dup = chosen.iter().any(|c| {
                 self.index.similarity(c.index, s.index) >= o.duplicate
                     || same_story_copy(&self.keys[c.index], &self.keys[s.index])
             });
-            if !dup {
-                chosen.push(s);
+            let crowded = o.max_per_provider > 0
+                && self.keys[s.index].provider.is_some()
+                && chosen
+                    .iter()
+                    .filter(|c| self.keys[c.index].provider == self.keys[s.index].provider)
+                    .count()
+                    >= o.max_per_provider;
+            !dup && !crowded
+        };
+        if o.diversity <= 0.0 {
+            for s in scored {
+                if chosen.len() >= o.k {
+                    break;
+                }
+                if fits(&chosen, &s) {
+                    chosen.push(s);
+                }
             }
+            return chosen;
+        }
+        // Maximal marginal relevance over the best candidates (the list is drawn from the top
+        // few times k: far below, no candidate's diversity can make up for its score).
+        let mut left: Vec<Scored> = scored.into_iter().take(o.k.saturating_mul(10)).collect();
+        while chosen.len() < o.k {
+            let mut best: Option<(usize, f32)> = None;
+            for (j, s) in left.iter().enumerate() {
+                if !fits(&chosen, s) {
+                    continue;
+                }
+                let redundancy = chosen
+                    .iter()
+                    .map(|c| self.index.similarity(c.index, s.index))
+                    .fold(0.0f32, f32::max);
+                let value = s.score - o.diversity * redundancy;
+                if best.is_none_or(|(_, v)| value > v) {
+                    best = Some((j, value));
+                }
+            }
+            let Some((j, _)) = best else { break };
+            chosen.push(left.remove(j));
         }
         chosen
     }

@@ -201,7 +201,10 @@ mod tests {
         let row = |name: &str| RankerResult {
             name: name.into(),
             metrics: Default::default(),
+            ci: Default::default(),
+            vs_first: None,
             recall_curve: vec![0.1, 0.2, 0.3],
+            per_article: Default::default(),
             options: None,
         };
         let svg = recall_chart(&[row("relink"), row("cosine")]);

@@ -368,6 +368,11 @@ struct Moved<'a> {
 /// then every list is ranked.
 pub fn plan(snapshot: &Snapshot, m: &Matching, engine: &Engine, ranker: &Ranker) -> Option<Plan> {
     let o = &ranker.options;
+    // With diversity or a per-provider cap, an entry depends on the others chosen, not on its
+    // score alone: a candidate below the last entry can still enter. Every list is ranked.
+    if o.diversity > 0.0 || o.max_per_provider > 0 {
+        return None;
+    }
     let mut moved: Vec<Moved> = Vec::with_capacity(m.entered.len() + m.left.len());
     for &a in &m.entered {
         moved.push(Moved {

@@ -388,6 +388,97 @@ fn same_provider_can_be_excluded() {
     assert_eq!(only_others, ["Rogue class build guide"]);
 }
 
+/// A corpus where one story is told many times over by one provider, and a few other stories
+/// touch it: the plain top list is one story from one provider.
+fn crowded_corpus(d: &Path) {
+    let angles = [
+        "victims named",
+        "engineers questioned",
+        "mayor resigns",
+        "traffic diverted",
+        "divers search river",
+        "steel supplier sued",
+        "memorial planned",
+        "budget cuts blamed",
+    ];
+    for (i, angle) in angles.iter().enumerate() {
+        article(
+            d,
+            &format!("s{i}.md"),
+            &format!("Bridge collapse inquiry: {angle}"),
+            "2023-08-01T10:00:00Z",
+            &format!("https://a.com/{i}"),
+            "alpha",
+            None,
+        );
+    }
+    for (i, t) in [
+        "Bridge collapse: engineers warned of cracks",
+        "Bridge inspections ordered after collapse",
+        "Inquiry into the bridge collapse opens",
+    ]
+    .iter()
+    .enumerate()
+    {
+        article(
+            d,
+            &format!("o{i}.md"),
+            t,
+            "2023-08-01T10:00:00Z",
+            &format!("https://p{i}.com/x"),
+            &format!("other{i}"),
+            None,
+        );
+    }
+}
+
+#[test]
+fn diversity_and_a_provider_cap_spread_a_list() {
+    let dir = tempfile::tempdir().unwrap();
+    crowded_corpus(dir.path());
+    let e = engine(dir.path(), SearchMode::Exact);
+    let a = position(&e, "s0.md");
+    let providers = |o: RankOptions| -> Vec<String> {
+        e.ranker(o)
+            .rank_article(a)
+            .iter()
+            .map(|s| {
+                let p = e.corpus.articles[s.index].provider.clone().unwrap();
+                p.name.unwrap()
+            })
+            .collect()
+    };
+    let alpha = |v: &[String]| v.iter().filter(|p| *p == "alpha").count();
+    let plain = providers(RankOptions::default());
+    assert!(alpha(&plain) >= 4, "{plain:?}");
+    // 0 is today's ranking, option for option.
+    let zero = RankOptions {
+        diversity: 0.0,
+        max_per_provider: 0,
+        ..RankOptions::default()
+    };
+    assert_eq!(
+        e.ranker(zero).rank_all(),
+        e.ranker(RankOptions::default()).rank_all()
+    );
+    let capped = providers(RankOptions {
+        max_per_provider: 2,
+        ..RankOptions::default()
+    });
+    assert_eq!(alpha(&capped), 2, "{capped:?}");
+    assert_eq!(capped.len(), 5);
+    let diverse = providers(RankOptions {
+        diversity: 1.0,
+        ..RankOptions::default()
+    });
+    assert!(
+        alpha(&diverse) < alpha(&plain),
+        "{diverse:?} against {plain:?}"
+    );
+    // The first entry is still the best by score.
+    assert_eq!(diverse[0], plain[0]);
+}
+
 /// Lists of every article, as titles.
 fn all_lists(e: &Engine) -> Vec<Vec<usize>> {
     e.ranker(RankOptions::default())
