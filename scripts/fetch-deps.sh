@@ -125,8 +125,10 @@ fetch_browser() {
     return
   fi
   say "installing Debian's chromium and chromium-driver"
+  # Not fatal: without a browser the page's test says it is skipped, and `make test` lists it.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver > /dev/null ||
-    { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver > /dev/null; }
+    { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver > /dev/null; } ||
+    say "could not install Chromium; the browser test will be skipped"
 }
 
 # wrk from Debian, the load generator of scripts/bench-serve.sh (make bench-serve).
