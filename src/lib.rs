@@ -37,3 +37,4 @@ pub mod selective;
 pub mod serve;
 pub mod state;
 pub mod testing;
+pub mod tune;

@@ -48,6 +48,35 @@ enum Command {
     Unlock(LockArgs),
     /// Answer related lists over HTTP (JSON API and the editor's page at /).
     Serve(ServeArgs),
+    /// Fit the ranking options to the archive's own lists (or labels) on its older 80%, and
+    /// report them against the defaults on the newest 20%.
+    Tune(TuneArgs),
+}
+
+#[derive(Args)]
+struct TuneArgs {
+    /// A folder of article files or a JSON Lines file.
+    path: PathBuf,
+    /// Cut-offs to report, comma-separated; the first one's metric is what the search
+    /// maximises (recall@K against lists, precision@K against labels).
+    #[arg(
+        long = "k",
+        value_delimiter = ',',
+        default_value = "5,10",
+        value_name = "K,..."
+    )]
+    ks: Vec<usize>,
+    /// Fit to topic labels (lines `file-name<TAB>label`) instead of the files' lists.
+    #[arg(long, value_name = "FILE.tsv")]
+    labels: Option<PathBuf>,
+    /// Write the tuned options into the corpus's relink.toml (other lines kept).
+    #[arg(long)]
+    write: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -294,6 +323,7 @@ fn main() -> ExitCode {
         Command::Lock(args) => cmd_control(ControlEdit::Lock, args.into()),
         Command::Unlock(args) => cmd_control(ControlEdit::Unlock, args.into()),
         Command::Serve(args) => cmd_serve(args),
+        Command::Tune(args) => cmd_tune(args),
     };
     match result {
         Ok(code) => code,
@@ -358,9 +388,9 @@ fn build_engine(
     command: &str,
 ) -> Result<(Engine, Resolved, relink::fsutil::FolderLock)> {
     let t = Instant::now();
-    // eval needs every stored list, so it parses every file; the others may take unchanged
+    // eval and tune need every stored list, so they parse every file; the others may take unchanged
     // files from the per-file records.
-    let use_records = command != "eval";
+    let use_records = !matches!(command, "eval" | "tune");
     let records = if use_records {
         relink::state::ArticleRecords::load(&resolved.engine.state_dir)
     } else {
@@ -882,6 +912,195 @@ fn cmd_control(edit: ControlEdit, args: TargetArgs) -> Result<ExitCode> {
     })
 }
 
+/// `relink tune`: splits the archive by time, searches the ranking options on the older part,
+/// prints the held-out metrics of the defaults, the options in effect and the tuned ones, and
+/// with `--write` keeps the tuned options in relink.toml.
+fn cmd_tune(args: TuneArgs) -> Result<ExitCode> {
+    use relink::tune;
+    let started = Instant::now();
+    let ks: Vec<usize> = args.ks.iter().copied().filter(|&k| k > 0).collect();
+    if ks.is_empty() {
+        bail!("--k needs at least one positive cut-off");
+    }
+    let resolved = args.common.resolve(&args.path, false)?;
+    let (engine, resolved, _lock) =
+        build_engine(&args.path, &args.common, resolved, false, "tune")?;
+    let Some((references, _, _)) = references_for(
+        &engine,
+        args.labels.as_deref(),
+        &resolved.engine.state_dir,
+        &args.path,
+    )?
+    else {
+        return Ok(ExitCode::from(1));
+    };
+    let objective = if args.labels.is_some() {
+        format!("precision@{}", ks[0])
+    } else {
+        format!("recall@{}", ks[0])
+    };
+    let dates: Vec<_> = engine
+        .corpus
+        .articles
+        .iter()
+        .map(|a| a.published_date_time)
+        .collect();
+    let split = tune::split(&dates, tune::HELD_OUT);
+    let train_refs = tune::restrict(&references, &split.train);
+    let test_refs = tune::only(&references, &split.test);
+    let scored = |r: &[Option<eval::Reference>]| r.iter().filter(|r| r.is_some()).count();
+    if scored(&train_refs) == 0 || scored(&test_refs) == 0 {
+        bail!(
+            "{}: too few dated articles with references to tune ({} older, {} newest scored)",
+            args.path.display(),
+            scored(&train_refs),
+            scored(&test_refs)
+        );
+    }
+    let train = tune::training_engine(&engine.corpus, &split, &resolved.engine)?;
+    let t = Instant::now();
+    let found = tune::search(&train, &train_refs, &resolved.rank, &ks, &objective);
+    let search_s = t.elapsed().as_secs_f64();
+    let defaults = RankOptions {
+        k: resolved.rank.k,
+        ..RankOptions::default()
+    };
+    let held = |o: &RankOptions| tune::held_out(&engine, &test_refs, o, &ks);
+    let at_defaults = held(&defaults);
+    let at_current = held(&resolved.rank);
+    let at_tuned = held(&found.options);
+    let changed: Vec<(String, String, String)> = tune::GRID
+        .iter()
+        .filter_map(|(name, _)| {
+            let was = tune::option_value(&resolved.rank, name);
+            let now = tune::option_value(&found.options, name);
+            (was != now).then(|| (name.to_string(), was, now))
+        })
+        .collect();
+    let mut written = None;
+    if args.write {
+        let dir = relink::config::config_dir(&args.path);
+        let file = dir.join(relink::config::FILE_NAME);
+        let text = match relink::fsutil::read_regular_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| file.display().to_string()),
+        };
+        let keys: Vec<(String, String)> = tune::GRID
+            .iter()
+            .map(|(name, _)| (name.to_string(), tune::option_value(&found.options, name)))
+            .collect();
+        let new = tune::set_toml_keys(&text, &keys);
+        relink::fsutil::write_new(&file, new.as_bytes())
+            .with_context(|| file.display().to_string())?;
+        written = Some(file);
+    }
+    let metrics_json = |m: &(std::collections::BTreeMap<String, f64>, eval::PerArticle)| {
+        serde_json::to_value(&m.0).unwrap_or_default()
+    };
+    let mut out = io::stdout().lock();
+    if args.json {
+        let options: std::collections::BTreeMap<String, String> = tune::GRID
+            .iter()
+            .map(|(name, _)| (name.to_string(), tune::option_value(&found.options, name)))
+            .collect();
+        let json = serde_json::json!({
+            "split": {
+                "by": "publishedDateTime",
+                "held_out_share": tune::HELD_OUT,
+                "cut": split.cut.map(relink::article::format_timestamp),
+                "train": split.train.len(),
+                "train_scored": scored(&train_refs),
+                "test": split.test.len(),
+                "test_scored": scored(&test_refs),
+                "undated": split.undated,
+            },
+            "objective": objective,
+            "defaults": metrics_json(&at_defaults),
+            "current": metrics_json(&at_current),
+            "tuned": metrics_json(&at_tuned),
+            "tuned_vs_defaults": tune::difference(&at_defaults, &at_tuned),
+            "options": options,
+            "changed": changed.iter().map(|(n, was, now)| serde_json::json!({"option": n, "from": was, "to": now})).collect::<Vec<_>>(),
+            "search": {
+                "passes": found.passes,
+                "evaluations": found.evaluations,
+                "seconds": search_s,
+                "train_objective": {"start": found.start, "tuned": found.best},
+                "steps": found.steps,
+            },
+            "written": written.as_ref().map(|p| p.display().to_string()),
+        });
+        write_json(&mut out, &json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "relink tune {}: split by publication time at {}: {} older articles to tune on ({} scored), {} newest held out ({} scored){}",
+        args.path.display(),
+        split
+            .cut
+            .map(relink::article::format_timestamp)
+            .unwrap_or_default(),
+        thousands(split.train.len()),
+        thousands(scored(&train_refs)),
+        thousands(split.test.len()),
+        thousands(scored(&test_refs)),
+        if split.undated > 0 {
+            format!(", {} undated left out", split.undated)
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(
+        out,
+        "search: {} passes, {} evaluations in {:.1}s, {objective} on the older part {:.4} -> {:.4}",
+        found.passes, found.evaluations, search_s, found.start, found.best
+    )?;
+    let diff = tune::difference(&at_defaults, &at_tuned);
+    writeln!(
+        out,
+        "held out (newest {:.0}%)   {:>9}  {:>9}  {:>9}   tuned − defaults [95%]",
+        tune::HELD_OUT * 100.0,
+        "defaults",
+        "current",
+        "tuned"
+    )?;
+    for name in eval::columns(&ks).iter().filter(|c| *c != "coverage") {
+        let d = diff.get(name).copied().unwrap_or([f64::NAN; 3]);
+        writeln!(
+            out,
+            "  {name:<22} {:>9.4}  {:>9.4}  {:>9.4}   {:+.4} [{:+.4}, {:+.4}]{}",
+            at_defaults.0[name],
+            at_current.0[name],
+            at_tuned.0[name],
+            d[0],
+            d[1],
+            d[2],
+            if d[1] <= 0.0 && d[2] >= 0.0 {
+                " tie"
+            } else {
+                ""
+            }
+        )?;
+    }
+    if changed.is_empty() {
+        writeln!(out, "options: none changed")?;
+    } else {
+        let list: Vec<String> = changed
+            .iter()
+            .map(|(n, was, now)| format!("{n} {was} -> {now}"))
+            .collect();
+        writeln!(out, "options: {}", list.join(", "))?;
+    }
+    match &written {
+        Some(file) => writeln!(out, "written to {}", file.display())?,
+        None => writeln!(out, "(add --write to keep them in relink.toml)")?,
+    }
+    writeln!(out, "time {:.1}s", started.elapsed().as_secs_f64())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `relink serve`: loads the corpus once and answers over HTTP until Ctrl-C.
 fn cmd_serve(args: ServeArgs) -> Result<ExitCode> {
     let resolved = args.common.resolve(&args.path, true)?;
@@ -1018,6 +1237,55 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// `relink eval`: prints relink's metrics beside the baselines (or a sweep), as a table or JSON,
 /// and optionally an HTML report.
+/// What `eval` and `tune` score against: topic labels from `labels`, else the lists the files
+/// hold, less those relink wrote. `None` (after saying why) when every list is relink's.
+#[allow(clippy::type_complexity)]
+fn references_for(
+    engine: &Engine,
+    labels: Option<&Path>,
+    state_dir: &Path,
+    path: &Path,
+) -> Result<
+    Option<(
+        Vec<Option<eval::Reference>>,
+        Option<eval::LinkStats>,
+        Option<eval::ReferenceLists>,
+    )>,
+> {
+    if let Some(labels) = labels {
+        let text = relink::fsutil::read_regular_string(labels)
+            .with_context(|| format!("{}", labels.display()))?;
+        let refs =
+            eval::references_from_labels(&engine.corpus.articles, &engine.corpus.root, &text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", labels.display()))?;
+        return Ok(Some((refs, None, None)));
+    }
+    let written = relink::state::WrittenLists::load(state_dir);
+    let articles = &engine.corpus.articles;
+    let by_relink = |i: usize| {
+        let a = &articles[i];
+        let key = relink::state::article_key(&engine.corpus.root, a);
+        written.is_relinks(&key, a.related.as_deref().unwrap_or(&[]))
+    };
+    let (refs, links, lists) = eval::references_from_related(articles, &by_relink);
+    if lists.written_by_relink > 0 {
+        eprintln!(
+            "relink: {} of {} reference lists were written by relink and are not scored",
+            thousands(lists.written_by_relink),
+            thousands(lists.written_by_relink + lists.human)
+        );
+    }
+    if lists.human == 0 && lists.written_by_relink > 0 {
+        eprintln!(
+            "relink: error: {}: nothing left to score: every list in the files is one relink wrote. \
+             Score against topic labels (--labels FILE.tsv), or run eval on a copy of the corpus made before its first refresh.",
+            path.display()
+        );
+        return Ok(None);
+    }
+    Ok(Some((refs, Some(links), Some(lists))))
+}
+
 fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
     let ks: Vec<usize> = {
         let mut ks: Vec<usize> = args.ks.iter().copied().filter(|&k| k > 0).collect();
@@ -1035,43 +1303,14 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
     let resolved = args.common.resolve(&args.path, false)?;
     let (engine, resolved, _lock) =
         build_engine(&args.path, &args.common, resolved, false, "eval")?;
-    let mut reference_lists = None;
-    let (references, links) = match &args.labels {
-        Some(path) => {
-            let text = relink::fsutil::read_regular_string(path)
-                .with_context(|| format!("{}", path.display()))?;
-            let refs =
-                eval::references_from_labels(&engine.corpus.articles, &engine.corpus.root, &text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            (refs, None)
-        }
-        None => {
-            let written = relink::state::WrittenLists::load(&resolved.engine.state_dir);
-            let articles = &engine.corpus.articles;
-            let by_relink = |i: usize| {
-                let a = &articles[i];
-                let key = relink::state::article_key(&engine.corpus.root, a);
-                written.is_relinks(&key, a.related.as_deref().unwrap_or(&[]))
-            };
-            let (refs, links, lists) = eval::references_from_related(articles, &by_relink);
-            if lists.written_by_relink > 0 {
-                eprintln!(
-                    "relink: {} of {} reference lists were written by relink and are not scored",
-                    thousands(lists.written_by_relink),
-                    thousands(lists.written_by_relink + lists.human)
-                );
-            }
-            if lists.human == 0 && lists.written_by_relink > 0 {
-                eprintln!(
-                    "relink: error: {}: nothing left to score: every list in the files is one relink wrote. \
-                     Score against topic labels (--labels FILE.tsv), or run eval on a copy of the corpus made before its first refresh.",
-                    args.path.display()
-                );
-                return Ok(ExitCode::from(1));
-            }
-            reference_lists = Some(lists);
-            (refs, Some(links))
-        }
+    let Some((references, links, reference_lists)) = references_for(
+        &engine,
+        args.labels.as_deref(),
+        &resolved.engine.state_dir,
+        &args.path,
+    )?
+    else {
+        return Ok(ExitCode::from(1));
     };
     let scored_ids: Vec<usize> = references
         .iter()
