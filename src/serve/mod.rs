@@ -113,7 +113,9 @@ impl App {
             &config.settings.state_dir,
             &format!("relink serve {}", config.corpus.display()),
             true,
-            &mut |_| {},
+            &mut |holder| {
+                eprintln!("relink serve: waiting for the corpus's lock: held by {holder}")
+            },
         )
         .map_err(|e| e.to_string())?;
         Self::load_locked(config)
