@@ -2,7 +2,7 @@
 # Load on `relink serve` with a real load generator (wrk, Debian's package: installed by
 # `scripts/fetch-deps.sh loadgen`), on a warm copy of ../shared/corpora/diablo4 (or $1), over
 # loopback. Server and wrk share the machine's cores, as they would on a small box.
-#   GET  /v1/related   64 connections, every article of the corpus in turn, DURATION s: answers
+#   GET  /v1/related   64 connections, every article of the corpus in turn, DURATION s: lists
 #                      with the server's options are kept per state once made
 #   GET  /v1/related&k=5  the same with an option given, so every answer is computed
 #   POST /v1/related   16 connections, drafts (the model embeds them, batched), DURATION s

@@ -69,9 +69,10 @@ pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), String> 
 pub struct Live {
     pub engine: Engine,
     names: Names,
-    /// Per article, its answer with the server's own options, made on first request: an
-    /// answer depends on nothing but the state and the options.
-    answers: Vec<std::sync::OnceLock<Bytes>>,
+    /// Per article, its list with the server's own options, ranked on first request: a list
+    /// depends on nothing but the state and the options. (The lists, not the answers' text:
+    /// a few hundred bytes an article, so memory stays flat while they fill.)
+    lists: Vec<std::sync::OnceLock<Vec<crate::rank::Scored>>>,
     /// The files and their stamps, taken before they were read.
     stamps: HashMap<PathBuf, FileStamp>,
 }
@@ -141,13 +142,13 @@ impl App {
             eprintln!("relink serve: warning: {p}");
         }
         let names = Names::of(&engine.corpus.root, &engine.corpus.articles);
-        let answers = (0..engine.corpus.articles.len())
+        let lists = (0..engine.corpus.articles.len())
             .map(|_| std::sync::OnceLock::new())
             .collect();
         Ok(Live {
             engine,
             names,
-            answers,
+            lists,
             stamps,
         })
     }
@@ -422,28 +423,25 @@ async fn related(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Answer
     };
     let live = app.current();
     let i = article_of(&live, get("url"), get("path"))?;
-    let answer = |options: RankOptions| {
-        let list = live.engine.ranker(options).rank_article(i);
-        let a = &live.engine.corpus.articles[i];
-        let mut answer =
-            live.engine
-                .related_json(&a.title, &list, live.engine.editorial.is_locked(i));
-        answer["file"] = json!(a.display_path());
-        answer["control"] = json!(a.control);
-        if with_current {
-            // The list the file holds now, beside relink's (the editor's page shows both).
-            answer["current"] = json!(stored_list(a));
-        }
-        answer
-    };
     let plain = pairs.iter().all(|(n, _)| n == "url" || n == "path");
-    if plain {
-        let body = live.answers[i]
-            .get_or_init(|| Bytes::from(answer(options).to_string()))
-            .clone();
-        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    let computed;
+    let list: &[crate::rank::Scored] = if plain {
+        live.lists[i].get_or_init(|| live.engine.ranker(options).rank_article(i))
+    } else {
+        computed = live.engine.ranker(options).rank_article(i);
+        &computed
+    };
+    let a = &live.engine.corpus.articles[i];
+    let mut answer = live
+        .engine
+        .related_json(&a.title, list, live.engine.editorial.is_locked(i));
+    answer["file"] = json!(a.display_path());
+    answer["control"] = json!(a.control);
+    if with_current {
+        // The list the file holds now, beside relink's (the editor's page shows both).
+        answer["current"] = json!(stored_list(a));
     }
-    Ok(ok_json(answer(options)))
+    Ok(ok_json(answer))
 }
 
 /// Reads a JSON body of at most [`BODY_LIMIT`] bytes.
