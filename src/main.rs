@@ -55,20 +55,8 @@ enum Command {
 
 #[derive(Args)]
 struct TuneArgs {
-    /// A folder of article files or a JSON Lines file.
-    path: PathBuf,
-    /// Cut-offs to report, comma-separated; the first one's metric is what the search
-    /// maximises (recall@K against lists, precision@K against labels).
-    #[arg(
-        long = "k",
-        value_delimiter = ',',
-        default_value = "5,10",
-        value_name = "K,..."
-    )]
-    ks: Vec<usize>,
-    /// Fit to topic labels (lines `file-name<TAB>label`) instead of the files' lists.
-    #[arg(long, value_name = "FILE.tsv")]
-    labels: Option<PathBuf>,
+    #[command(flatten)]
+    on: Scoring,
     /// Write the tuned options into the corpus's relink.toml (other lines kept).
     #[arg(long)]
     write: bool,
@@ -77,6 +65,25 @@ struct TuneArgs {
     json: bool,
     #[command(flatten)]
     common: CommonArgs,
+}
+
+/// What `eval` and `tune` score, and against what.
+#[derive(Args)]
+struct Scoring {
+    /// A folder of article files or a JSON Lines file.
+    path: PathBuf,
+    /// Cut-offs to report, comma-separated (`tune` maximises the first one's recall, or its
+    /// precision against labels).
+    #[arg(
+        long = "k",
+        value_delimiter = ',',
+        default_value = "5,10",
+        value_name = "K,..."
+    )]
+    ks: Vec<usize>,
+    /// Score against topic labels (lines `file-name<TAB>label`) instead of the files' lists.
+    #[arg(long, value_name = "FILE.tsv")]
+    labels: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -162,19 +169,8 @@ struct RelatedArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// A folder of article files or a JSON Lines file.
-    path: PathBuf,
-    /// Cut-offs to report, comma-separated.
-    #[arg(
-        long = "k",
-        value_delimiter = ',',
-        default_value = "5,10",
-        value_name = "K,..."
-    )]
-    ks: Vec<usize>,
-    /// Score against topic labels (lines `file-name<TAB>label`) instead of the files' lists.
-    #[arg(long, value_name = "FILE.tsv")]
-    labels: Option<PathBuf>,
+    #[command(flatten)]
+    on: Scoring,
     /// Baselines to evaluate beside relink.
     #[arg(long, num_args = 1.., value_enum)]
     baseline: Vec<Baseline>,
@@ -918,23 +914,23 @@ fn cmd_control(edit: ControlEdit, args: TargetArgs) -> Result<ExitCode> {
 fn cmd_tune(args: TuneArgs) -> Result<ExitCode> {
     use relink::tune;
     let started = Instant::now();
-    let ks: Vec<usize> = args.ks.iter().copied().filter(|&k| k > 0).collect();
+    let ks: Vec<usize> = args.on.ks.iter().copied().filter(|&k| k > 0).collect();
     if ks.is_empty() {
         bail!("--k needs at least one positive cut-off");
     }
-    let resolved = args.common.resolve(&args.path, false)?;
+    let resolved = args.common.resolve(&args.on.path, false)?;
     let (engine, resolved, _lock) =
-        build_engine(&args.path, &args.common, resolved, false, "tune")?;
+        build_engine(&args.on.path, &args.common, resolved, false, "tune")?;
     let Some((references, _, _)) = references_for(
         &engine,
-        args.labels.as_deref(),
+        args.on.labels.as_deref(),
         &resolved.engine.state_dir,
-        &args.path,
+        &args.on.path,
     )?
     else {
         return Ok(ExitCode::from(1));
     };
-    let objective = if args.labels.is_some() {
+    let objective = if args.on.labels.is_some() {
         format!("precision@{}", ks[0])
     } else {
         format!("recall@{}", ks[0])
@@ -952,7 +948,7 @@ fn cmd_tune(args: TuneArgs) -> Result<ExitCode> {
     if scored(&train_refs) == 0 || scored(&test_refs) == 0 {
         bail!(
             "{}: too few dated articles with references to tune ({} older, {} newest scored)",
-            args.path.display(),
+            args.on.path.display(),
             scored(&train_refs),
             scored(&test_refs)
         );
@@ -979,7 +975,7 @@ fn cmd_tune(args: TuneArgs) -> Result<ExitCode> {
         .collect();
     let mut written = None;
     if args.write {
-        let dir = relink::config::config_dir(&args.path);
+        let dir = relink::config::config_dir(&args.on.path);
         let file = dir.join(relink::config::FILE_NAME);
         let text = match relink::fsutil::read_regular_string(&file) {
             Ok(t) => t,
@@ -1037,7 +1033,7 @@ fn cmd_tune(args: TuneArgs) -> Result<ExitCode> {
     writeln!(
         out,
         "relink tune {}: split by publication time at {}: {} older articles to tune on ({} scored), {} newest held out ({} scored){}",
-        args.path.display(),
+        args.on.path.display(),
         split
             .cut
             .map(relink::article::format_timestamp)
@@ -1288,7 +1284,7 @@ fn references_for(
 
 fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
     let ks: Vec<usize> = {
-        let mut ks: Vec<usize> = args.ks.iter().copied().filter(|&k| k > 0).collect();
+        let mut ks: Vec<usize> = args.on.ks.iter().copied().filter(|&k| k > 0).collect();
         ks.dedup();
         if ks.is_empty() {
             bail!("--k needs at least one positive cut-off");
@@ -1300,14 +1296,14 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         .iter()
         .map(|s| eval::parse_sweep(s).map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
-    let resolved = args.common.resolve(&args.path, false)?;
+    let resolved = args.common.resolve(&args.on.path, false)?;
     let (engine, resolved, _lock) =
-        build_engine(&args.path, &args.common, resolved, false, "eval")?;
+        build_engine(&args.on.path, &args.common, resolved, false, "eval")?;
     let Some((references, links, reference_lists)) = references_for(
         &engine,
-        args.labels.as_deref(),
+        args.on.labels.as_deref(),
         &resolved.engine.state_dir,
-        &args.path,
+        &args.on.path,
     )?
     else {
         return Ok(ExitCode::from(1));
@@ -1321,8 +1317,8 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
     if scored_ids.is_empty() {
         bail!(
             "{}: no article has a reference to score against ({})",
-            args.path.display(),
-            if args.labels.is_some() {
+            args.on.path.display(),
+            if args.on.labels.is_some() {
                 "no labelled article shares its label with another"
             } else {
                 "no related list points at another article of the corpus; use --labels"
@@ -1338,7 +1334,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         "articles_scored": scored_ids.len(),
         "model": model_id,
         "version": env!("CARGO_PKG_VERSION"),
-        "corpus": { "path": args.path.display().to_string(), "articles": engine.corpus.articles.len(), "skipped": engine.corpus.errors.len() },
+        "corpus": { "path": args.on.path.display().to_string(), "articles": engine.corpus.articles.len(), "skipped": engine.corpus.errors.len() },
         "k": ks,
         "links": links,
         "reference_lists": reference_lists,
@@ -1384,7 +1380,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         writeln!(
             out,
             "relink eval {}: {} articles, {} scored",
-            args.path.display(),
+            args.on.path.display(),
             engine.corpus.articles.len(),
             scored
         )?;
@@ -1417,7 +1413,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
     }
     if let Some(path) = &args.report {
         let html = relink::report::html(&relink::report::ReportInput {
-            corpus: &args.path.display().to_string(),
+            corpus: &args.on.path.display().to_string(),
             model: &model_id,
             engine: &engine,
             references: &references,
