@@ -38,3 +38,4 @@ pub mod serve;
 pub mod state;
 pub mod testing;
 pub mod tune;
+pub mod worker;

@@ -51,6 +51,18 @@ enum Command {
     /// Fit the ranking options to the archive's own lists (or labels) on its older 80%, and
     /// report them against the defaults on the newest 20%.
     Tune(TuneArgs),
+    /// Worker: articles as JSON Lines on stdin, `{"key", "vector"}` lines on stdout (vector:
+    /// base64 of little-endian f32s). With --cache, vectors are looked up and kept there.
+    Embed(EmbedArgs),
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    /// Read the articles from standard input (one JSON object a line).
+    #[arg(long, required = true)]
+    stdin: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -320,6 +332,7 @@ fn main() -> ExitCode {
         Command::Unlock(args) => cmd_control(ControlEdit::Unlock, args.into()),
         Command::Serve(args) => cmd_serve(args),
         Command::Tune(args) => cmd_tune(args),
+        Command::Embed(args) => cmd_embed(args),
     };
     match result {
         Ok(code) => code,
@@ -1095,6 +1108,45 @@ fn cmd_tune(args: TuneArgs) -> Result<ExitCode> {
     }
     writeln!(out, "time {:.1}s", started.elapsed().as_secs_f64())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `relink embed --stdin`: embeds every article line of stdin to stdout, in order; bad lines
+/// are named on stderr and skipped (status 1 at the end). Options come from the command line
+/// and ./relink.toml.
+fn cmd_embed(args: EmbedArgs) -> Result<ExitCode> {
+    let resolved = args.common.resolve(Path::new("."), false)?;
+    let cache = args.common.cache.clone();
+    let stdin = io::stdin().lock();
+    let stdout = io::BufWriter::new(io::stdout().lock());
+    let summary = match relink::worker::embed_lines(
+        stdin,
+        stdout,
+        &resolved.engine.embedder,
+        cache.as_deref(),
+    ) {
+        Ok(s) => s,
+        Err(relink::worker::WorkerError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            return Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for bad in &summary.bad {
+        eprintln!("relink: {bad}");
+    }
+    if !args.common.quiet {
+        eprintln!(
+            "relink embed: {} articles: {} embedded, {} from the cache; {} bad lines",
+            summary.articles,
+            summary.embedded,
+            summary.cached,
+            summary.bad.len()
+        );
+    }
+    Ok(if summary.bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `relink serve`: loads the corpus once and answers over HTTP until Ctrl-C.
