@@ -138,20 +138,38 @@ fn splice_edit<'a>(
     path: &'a Path,
     entries: &'a [Related],
 ) -> impl Fn(&[u8]) -> Result<Option<Vec<u8>>, ReadError> + 'a {
+    guarded_edit(
+        article,
+        path,
+        move |now| {
+            now.to_related() == article.to_related()
+                && now.text() == article.text()
+                && now.related_hash == article.related_hash
+                && now.control == article.control
+        },
+        move |text| splice_related_if_changed(text, entries),
+    )
+}
+
+/// An edit of a front-matter file read as `article`: `splice` applied to what the file holds
+/// now, when the file is as read or when `unchanged` says an edit since left alone what the
+/// splice depends on; otherwise the file is left alone, "changed since it was read".
+fn guarded_edit<'a>(
+    article: &'a Article,
+    path: &'a Path,
+    unchanged: impl Fn(&Article) -> bool + 'a,
+    splice: impl Fn(&str) -> Result<Option<String>, ParseError> + 'a,
+) -> impl Fn(&[u8]) -> Result<Option<Vec<u8>>, ReadError> + 'a {
     move |bytes: &[u8]| {
         let text = decode(bytes).map_err(|e| ReadError::parse(path, e))?;
         if xxh3_64(bytes) != article.content_hash {
             let now = parse_article(text, article.source.clone())
                 .map_err(|_| ReadError::new(path, None, "changed since it was read"))?;
-            if now.to_related() != article.to_related()
-                || now.text() != article.text()
-                || now.related_hash != article.related_hash
-                || now.control != article.control
-            {
+            if !unchanged(&now) {
                 return Err(ReadError::new(path, None, "changed since it was read"));
             }
         }
-        Ok(splice_related_if_changed(text, entries)
+        Ok(splice(text)
             .map_err(|e| ReadError::parse(path, e))?
             .map(String::into_bytes))
     }
@@ -253,19 +271,12 @@ pub fn write_control_in(
         article,
         "pins, blocks and locks of a JSON Lines article are set in its `relink` field",
     )?;
-    let edit = |bytes: &[u8]| -> Result<Option<Vec<u8>>, ReadError> {
-        let text = decode(bytes).map_err(|e| ReadError::parse(path, e))?;
-        if xxh3_64(bytes) != article.content_hash {
-            let now = parse_article(text, article.source.clone())
-                .map_err(|_| ReadError::new(path, None, "changed since it was read"))?;
-            if now.control != article.control {
-                return Err(ReadError::new(path, None, "changed since it was read"));
-            }
-        }
-        Ok(splice_control(text, control)
-            .map_err(|e| ReadError::parse(path, e))?
-            .map(String::into_bytes))
-    };
+    let edit = guarded_edit(
+        article,
+        path,
+        |now| now.control == article.control,
+        |text| splice_control(text, control),
+    );
     match fsutil::rewrite(path, root, &edit) {
         Ok(Rewritten::Unchanged) => Ok(None),
         Ok(Rewritten::Changed(s)) => fsutil::settle(s, &edit)

@@ -289,21 +289,29 @@ pub fn score(
     ks: &[usize],
 ) -> (Metrics, usize) {
     let per = PerArticle::of(lists, references, ks);
-    let means = per.means(0..per.rows.len());
-    let mut m = Metrics::default();
-    for (name, v) in per.names.iter().zip(&means) {
-        if name.starts_with("curve@") {
-            m.recall_curve.push(*v);
-        } else {
-            m.values.insert(name.clone(), *v);
+    (per.metrics(lists), per.rows.len())
+}
+
+impl PerArticle {
+    /// The metrics these per-article values average to; coverage is taken from `lists` (all
+    /// of them, scored or not).
+    pub fn metrics(&self, lists: &[Vec<usize>]) -> Metrics {
+        let means = self.means(0..self.rows.len());
+        let mut m = Metrics::default();
+        for (name, v) in self.names.iter().zip(&means) {
+            if name.starts_with("curve@") {
+                m.recall_curve.push(*v);
+            } else {
+                m.values.insert(name.clone(), *v);
+            }
         }
+        let covered = lists.iter().filter(|l| !l.is_empty()).count();
+        m.values.insert(
+            "coverage".into(),
+            covered as f64 / lists.len().max(1) as f64,
+        );
+        m
     }
-    let covered = lists.iter().filter(|l| !l.is_empty()).count();
-    m.values.insert(
-        "coverage".into(),
-        covered as f64 / lists.len().max(1) as f64,
-    );
-    (m, per.rows.len())
 }
 
 /// Resamples drawn by [`bootstrap`], and the seed of their generator: intervals are the same
@@ -486,8 +494,8 @@ impl RankerResult {
         ks: &[usize],
         options: Option<RankOptions>,
     ) -> RankerResult {
-        let (m, _) = score(lists, references, ks);
         let per_article = PerArticle::of(lists, references, ks);
+        let m = per_article.metrics(lists);
         RankerResult {
             name,
             metrics: m.values,
@@ -539,7 +547,6 @@ pub fn evaluate(
         ..options.clone()
     };
     let relink_lists = lists_for(engine, &opts);
-    let (_, scored) = score(&relink_lists, references, ks);
     let mut rows = vec![RankerResult::new(
         "relink".into(),
         &relink_lists,
@@ -558,6 +565,7 @@ pub fn evaluate(
         ));
     }
     compare_to_first(&mut rows);
+    let scored = rows[0].per_article.rows.len();
     (rows, scored, relink_lists)
 }
 

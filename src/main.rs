@@ -79,6 +79,18 @@ struct TuneArgs {
     common: CommonArgs,
 }
 
+impl Scoring {
+    /// The positive cut-offs given, in order, a repeat in a row given once.
+    fn cut_offs(&self) -> Result<Vec<usize>> {
+        let mut ks: Vec<usize> = self.ks.iter().copied().filter(|&k| k > 0).collect();
+        ks.dedup();
+        if ks.is_empty() {
+            bail!("--k needs at least one positive cut-off");
+        }
+        Ok(ks)
+    }
+}
+
 /// What `eval` and `tune` score, and against what.
 #[derive(Args)]
 struct Scoring {
@@ -927,10 +939,7 @@ fn cmd_control(edit: ControlEdit, args: TargetArgs) -> Result<ExitCode> {
 fn cmd_tune(args: TuneArgs) -> Result<ExitCode> {
     use relink::tune;
     let started = Instant::now();
-    let ks: Vec<usize> = args.on.ks.iter().copied().filter(|&k| k > 0).collect();
-    if ks.is_empty() {
-        bail!("--k needs at least one positive cut-off");
-    }
+    let ks = args.on.cut_offs()?;
     let resolved = args.common.resolve(&args.on.path, false)?;
     let (engine, resolved, _lock) =
         build_engine(&args.on.path, &args.common, resolved, false, "tune")?;
@@ -976,7 +985,12 @@ fn cmd_tune(args: TuneArgs) -> Result<ExitCode> {
     };
     let held = |o: &RankOptions| tune::held_out(&engine, &test_refs, o, &ks);
     let at_defaults = held(&defaults);
-    let at_current = held(&resolved.rank);
+    // Without relink.toml or options, the options in effect are the defaults: measured once.
+    let at_current = if resolved.rank == defaults {
+        at_defaults.clone()
+    } else {
+        held(&resolved.rank)
+    };
     let at_tuned = held(&found.options);
     let changed: Vec<(String, String, String)> = tune::GRID
         .iter()
@@ -1335,14 +1349,7 @@ fn references_for(
 }
 
 fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
-    let ks: Vec<usize> = {
-        let mut ks: Vec<usize> = args.on.ks.iter().copied().filter(|&k| k > 0).collect();
-        ks.dedup();
-        if ks.is_empty() {
-            bail!("--k needs at least one positive cut-off");
-        }
-        ks
-    };
+    let ks = args.on.cut_offs()?;
     let sweep: Vec<(String, Vec<String>)> = args
         .sweep
         .iter()

@@ -278,24 +278,16 @@ fn write_changed(
             if known == Some(stored) {
                 return (stored, None);
             }
-            if engine.editorial.is_locked(i) {
-                // Never written; the hash kept is the ranked list's, so that the list is
-                // written once the lock goes (the fingerprint changes with it).
-                let hash = known.unwrap_or_else(|| {
-                    crate::state::list_hash(
-                        &list
-                            .iter()
-                            .map(|&t| engine.corpus.articles[t].to_related())
-                            .collect::<Vec<_>>(),
-                    )
-                });
-                return (hash, None);
-            }
             let list: Vec<Related> = list
                 .iter()
                 .map(|&t| engine.corpus.articles[t].to_related())
                 .collect();
             let hash = crate::state::list_hash(&list);
+            if engine.editorial.is_locked(i) {
+                // Never written; the hash kept is the ranked list's, so that the list is
+                // written once the lock goes (the fingerprint changes with it).
+                return (hash, None);
+            }
             (hash, (hash != stored).then_some((i, list)))
         })
         .collect();

@@ -266,8 +266,8 @@ pub fn held_out(
         ..options.clone()
     };
     let lists = lists_for(engine, &opts);
-    let (m, _) = score(&lists, references, ks);
-    (m.values, PerArticle::of(&lists, references, ks))
+    let per = PerArticle::of(&lists, references, ks);
+    (per.metrics(&lists).values, per)
 }
 
 /// Per metric: `b − a` with its paired bootstrap 95% interval.

@@ -141,26 +141,24 @@ pub fn embed_lines(
                 c.flush()?;
             }
         }
-        let mut fresh_of = missing.iter().zip(fresh.iter());
-        let mut next_fresh = fresh_of.next();
+        // Where each text's vector is: among those just embedded, else in the cache.
+        let mut fresh_at = vec![None; pending.len()];
+        for (j, &i) in missing.iter().enumerate() {
+            fresh_at[i] = Some(j);
+        }
         for (i, (key, _)) in pending.iter().enumerate() {
-            let vector: &[f32] = match next_fresh {
-                Some((&m, v)) if m == i => {
-                    next_fresh = fresh_of.next();
-                    summary.embedded += 1;
-                    v
-                }
-                _ => {
-                    summary.cached += 1;
-                    cache
-                        .as_ref()
-                        .and_then(|c| c.get(keys[i]))
-                        .expect("a text not embedded is cached")
-                }
+            let vector: &[f32] = match fresh_at[i] {
+                Some(j) => &fresh[j],
+                None => cache
+                    .as_ref()
+                    .and_then(|c| c.get(keys[i]))
+                    .expect("a text not embedded is cached"),
             };
             let line = serde_json::json!({ "key": key, "vector": vector_base64(vector) });
             writeln!(output, "{line}")?;
         }
+        summary.embedded += missing.len();
+        summary.cached += pending.len() - missing.len();
         summary.articles += pending.len();
         pending.clear();
         if next.is_none() {

@@ -77,25 +77,23 @@ pub fn splice_related_if_changed(
     original: &str,
     entries: &[Related],
 ) -> Result<Option<String>, ParseError> {
-    let (layout, old_map, stored) = read_for_splice(original)?;
-    if stored.as_deref().unwrap_or_default() == entries {
+    let (layout, old_map, article) = read_for_splice(original)?;
+    if article.related.as_deref().unwrap_or_default() == entries {
         return Ok(None);
     }
     splice_parsed(original, &layout, old_map, entries).map(Some)
 }
 
 /// Parses a file about to be rewritten: its layout, its top-level mapping (to check the splice
-/// against) and its stored list. A file that does not read as an article is refused, so that a
-/// writer never touches a file a reader would report as broken.
-fn read_for_splice(
-    original: &str,
-) -> Result<(FrontMatter, Mapping, Option<Vec<Related>>), ParseError> {
+/// against) and the article it holds. A file that does not read as an article is refused, so
+/// that a writer never touches a file a reader would report as broken.
+fn read_for_splice(original: &str) -> Result<(FrontMatter, Mapping, Article), ParseError> {
     let layout = FrontMatter::find(original)?;
     let yaml = layout.yaml(original);
     let map = parse_mapping(yaml, layout.first_line)?;
     let locate = |key: &str| top_level_key_line(yaml, layout.first_line, key);
     let article = article_from_mapping(map.clone(), Source::File(PathBuf::new()), 0, &locate)?;
-    Ok((layout, map, article.related))
+    Ok((layout, map, article))
 }
 
 fn splice_parsed(
@@ -122,11 +120,7 @@ fn splice_parsed(
 /// Every other byte is kept, and the result is parsed again and checked, as for
 /// [`splice_related`].
 pub fn splice_control(original: &str, control: &Control) -> Result<Option<String>, ParseError> {
-    let layout = FrontMatter::find(original)?;
-    let yaml = layout.yaml(original);
-    let old_map = parse_mapping(yaml, layout.first_line)?;
-    let locate = |key: &str| top_level_key_line(yaml, layout.first_line, key);
-    let article = article_from_mapping(old_map.clone(), Source::File(PathBuf::new()), 0, &locate)?;
+    let (layout, old_map, article) = read_for_splice(original)?;
     if &article.control == control && (!control.is_empty() || !old_map.contains_key("relink")) {
         return Ok(None);
     }

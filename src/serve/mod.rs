@@ -108,9 +108,9 @@ impl App {
         self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Reads the corpus (under its lock: new vectors go into the cache) into a new state.
-    fn load(config: &Config) -> Result<Live, String> {
-        let (_lock, _) = crate::engine::lock_state(
+    /// Takes the corpus's lock (the one `relink refresh` takes), waiting for it.
+    fn lock(config: &Config) -> Result<crate::fsutil::FolderLock, String> {
+        crate::engine::lock_state(
             &config.settings.state_dir,
             &format!("relink serve {}", config.corpus.display()),
             true,
@@ -118,7 +118,13 @@ impl App {
                 eprintln!("relink serve: waiting for the corpus's lock: held by {holder}")
             },
         )
-        .map_err(|e| e.to_string())?;
+        .map(|(lock, _)| lock)
+        .map_err(|e| e.to_string())
+    }
+
+    /// Reads the corpus (under its lock: new vectors go into the cache) into a new state.
+    fn load(config: &Config) -> Result<Live, String> {
+        let _lock = App::lock(config)?;
         Self::load_locked(config)
     }
 
@@ -660,8 +666,9 @@ fn article_answer(live: &Live, i: usize, extra: Value) -> Value {
     v
 }
 
-/// Runs a write on a blocking thread, under the server's writer lock and the corpus's lock,
-/// on a state read after taking them; the state is read again afterwards.
+/// Runs a write on a blocking thread, under the server's writer lock and the corpus's lock, on
+/// the state the files hold once both are taken (the current one when no file changed since it
+/// was read); the state is read again afterwards.
 async fn write<T: Send + 'static>(
     app: &Arc<App>,
     f: impl FnOnce(&App, &Live) -> Result<T, Failure> + Send + 'static,
@@ -669,17 +676,18 @@ async fn write<T: Send + 'static>(
     let app = app.clone();
     tokio::task::spawn_blocking(move || {
         let _writer = app.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let (_lock, _) = crate::engine::lock_state(
-            &app.config.settings.state_dir,
-            &format!("relink serve {}", app.config.corpus.display()),
-            true,
-            &mut |_| {},
-        )
-        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        let _lock =
+            App::lock(&app.config).map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e))?;
         let load = || {
             App::load_locked(&app.config).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
         };
-        let before = load()?;
+        // The state answering now, unless a file changed since it was read.
+        let current = app.current();
+        let before = if folder_stamps(&app.config.corpus) == current.stamps {
+            current
+        } else {
+            Arc::new(load()?)
+        };
         let out = f(&app, &before)?;
         let after = load()?;
         app.swap(after);
