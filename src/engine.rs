@@ -441,6 +441,7 @@ impl Engine {
             },
         });
         let terms = self.bm25.text_terms(title);
+        let within = ranker.window(date, None);
         let query = crate::rank::Query {
             vector,
             index: None,
@@ -450,11 +451,11 @@ impl Engine {
                 quality: 0.5,
                 ..ArticleKey::default()
             },
-            lexical: ranker.lexical_matches(&terms),
+            lexical: ranker.lexical_matches_within(&terms, within.as_deref()),
             terms,
             lexical_self: self.bm25.query_self_score(title),
         };
-        let neighbours = self.index.search(query.vector, ranker.search_depth(&query));
+        let neighbours = ranker.neighbours(&query, within.as_deref());
         ranker.rank(&query, &neighbours)
     }
 

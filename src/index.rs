@@ -365,6 +365,29 @@ impl VectorIndex {
         }
     }
 
+    /// The `k` rows nearest to `query` among `rows`, best first, by exact cosine (each through
+    /// [`dot`], so the numbers and the order are those of an exact search of every row).
+    pub fn search_among(&self, query: ArrayView1<f32>, k: usize, rows: &[usize]) -> Vec<Neighbour> {
+        let q = query.to_vec();
+        let mut all: Vec<Neighbour> = rows
+            .iter()
+            .map(|&index| Neighbour {
+                index,
+                similarity: dot(self.vectors.row(index).to_slice().expect("rows"), &q),
+            })
+            .collect();
+        let k = k.min(all.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        if k < all.len() {
+            all.select_nth_unstable_by(k - 1, cmp_neighbours);
+            all.truncate(k);
+        }
+        sort_neighbours(&mut all);
+        all
+    }
+
     /// The `k` nearest rows of every row (the row itself included), computed in parallel.
     pub fn search_all(&self, k: usize) -> Vec<Vec<Neighbour>> {
         if self.graph.is_some() {

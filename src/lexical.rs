@@ -269,6 +269,17 @@ impl Bm25 {
     /// to the lesser terms', cannot beat the k-th no longer brings in documents of its own).
     /// Returned sorted by document.
     pub fn top_k(&self, terms: &[u32], k: usize) -> Vec<(usize, f32)> {
+        self.top_k_where(terms, k, |_| true)
+    }
+
+    /// [`Bm25::top_k`] among the documents `keep` accepts: the others are never scored, so
+    /// they cannot take a place of the `k`.
+    pub fn top_k_where(
+        &self,
+        terms: &[u32],
+        k: usize,
+        keep: impl Fn(usize) -> bool,
+    ) -> Vec<(usize, f32)> {
         use std::cmp::Ordering;
         if k == 0 || terms.is_empty() {
             return Vec::new();
@@ -311,6 +322,9 @@ impl Bm25 {
                 if lists[i].get(cursor[i]).is_some_and(|&(d, _)| d == doc) {
                     cursor[i] += 1;
                 }
+            }
+            if !keep(doc as usize) {
+                continue;
             }
             let entry = (self.score(terms, doc as usize), doc as usize);
             if best.len() == k {
@@ -464,6 +478,17 @@ mod tests {
                     "doc {doc} k {k}"
                 );
             }
+        }
+        // Filtered: the same as scoring every kept match.
+        for doc in (0..texts.len()).step_by(97) {
+            let terms = bm.doc_terms(doc);
+            let keep = |d: usize| !d.is_multiple_of(3);
+            let mut want = bm.score_terms(terms.iter().copied());
+            want.retain(|&(d, _)| keep(d));
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            want.truncate(40);
+            want.sort_unstable_by_key(|&(d, _)| d);
+            assert_eq!(bm.top_k_where(&terms, 40, keep), want, "doc {doc}");
         }
         let terms = bm.text_terms("Diablo boss guide, and a word unknown here");
         assert_eq!(bm.top_k(&terms, 50), exhaustive(&bm, &terms, 50));

@@ -9,7 +9,8 @@
 //! time       = 0.5 ^ (days after / half_life_after)    for a candidate published after
 //!              0.5 ^ (days before / half_life_before)  for one published before
 //!              undated_factor                           when either date is missing
-//!              0 (dropped) beyond window_after / window_before days, when those are set
+//!              0 (dropped) beyond window_after / window_before days, when those are set:
+//!              such a window is cut before the pools, which then hold its best candidates
 //! quality    = 1 + quality_weight x (percentile of the provider's quality in the corpus - 0.5)
 //!              (a candidate without quality counts as the median)
 //! ```
@@ -104,6 +105,11 @@ impl RankOptions {
             min_similarity: -1.0,
             ..self.clone()
         }
+    }
+
+    /// Whether a time window limits the candidates.
+    pub fn has_window(&self) -> bool {
+        self.window_after > 0.0 || self.window_before > 0.0
     }
 
     /// BM25 alone (the `lexical` baseline).
@@ -350,12 +356,22 @@ impl ArticleKey {
     /// Keys of a corpus, with quality percentiles relative to `qualities` (sorted): the
     /// corpus's own ([`quality_distribution`]) or one kept from an earlier run.
     pub fn of_corpus_with(articles: &[Article], qualities: &[i64]) -> Vec<ArticleKey> {
-        let percentile = |q: Option<i64>| match q {
-            Some(q) if !qualities.is_empty() => {
-                let below = qualities.partition_point(|&x| x < q);
-                let upto = qualities.partition_point(|&x| x <= q);
-                ((below + upto) as f32 / 2.0) / qualities.len() as f32
-            }
+        ArticleKey::of_corpus_by(articles, |q| {
+            let below = qualities.partition_point(|&x| x < q);
+            let upto = qualities.partition_point(|&x| x <= q);
+            (below, upto, qualities.len())
+        })
+    }
+
+    /// Keys of a corpus, with the quality percentile of a value `q` from `counts(q)`: how many
+    /// of the qualities it is relative to are below `q`, how many at most `q`, and how many in
+    /// all.
+    pub fn of_corpus_by(
+        articles: &[Article],
+        counts: impl Fn(i64) -> (usize, usize, usize),
+    ) -> Vec<ArticleKey> {
+        let percentile = |q: Option<i64>| match q.map(&counts) {
+            Some((below, upto, all)) if all > 0 => ((below + upto) as f32 / 2.0) / all as f32,
             _ => 0.5,
         };
         articles
@@ -440,6 +456,9 @@ pub struct Query<'a> {
 /// that many candidates leave its pools.
 pub const RESERVE: usize = 32;
 
+/// With an HNSW graph, a time window of up to this many articles is searched exactly.
+pub const WINDOW_EXACT: usize = 50_000;
+
 /// What a refresh keeps of how a list was found, to tell later whether a change of the corpus
 /// can change it (see [`crate::selective`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -472,12 +491,99 @@ pub struct Ranker<'a> {
     pub options: RankOptions,
 }
 
+/// A corpus's dated articles in date order, and its undated ones: what a time window is cut
+/// from ([`Ranker::window`]).
+pub struct DateOrder {
+    by_date: Vec<(DateTime<Utc>, usize)>,
+    undated: Vec<usize>,
+}
+
+impl DateOrder {
+    pub fn of(keys: &[ArticleKey]) -> DateOrder {
+        let mut by_date: Vec<(DateTime<Utc>, usize)> = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| Some((k.date?, i)))
+            .collect();
+        by_date.sort_unstable();
+        let undated = (0..keys.len())
+            .filter(|&i| keys[i].date.is_none())
+            .collect();
+        DateOrder { by_date, undated }
+    }
+}
+
 impl<'a> Ranker<'a> {
     /// The query for corpus article `i`.
     pub fn article_query(&self, i: usize) -> Query<'a> {
+        self.article_query_within(i, None)
+    }
+
+    /// The query for corpus article `i`, its lexical matches drawn from `within` (sorted corpus
+    /// positions; `None`: every article).
+    fn article_query_within(&self, i: usize, within: Option<&[usize]>) -> Query<'a> {
         let mut q = self.light_query(i);
-        q.lexical = self.lexical_matches(&q.terms);
+        q.lexical = self.lexical_matches_within(&q.terms, within);
         q
+    }
+
+    /// The articles a query dated `date` may draw candidates from when the options set a time
+    /// window: those inside it and the undated ones (whose time factor is `undated_factor`),
+    /// sorted by corpus position. `None` when every article may: no window, or no date to
+    /// place one. The window is cut before the pools are, so a pool holds the best candidates
+    /// of the window, whatever lies outside it (and a shard holding the window ranks as the
+    /// whole corpus does). `order` is the corpus's [`DateOrder`], when one was made.
+    pub fn window(
+        &self,
+        date: Option<DateTime<Utc>>,
+        order: Option<&DateOrder>,
+    ) -> Option<Vec<usize>> {
+        let o = &self.options;
+        let date = date.filter(|_| o.has_window())?;
+        let mut within: Vec<usize> = match order {
+            Some(order) => {
+                let from = order
+                    .by_date
+                    .partition_point(|&(c, _)| outside_before(date, c, o));
+                let to = from
+                    + order.by_date[from..].partition_point(|&(c, _)| !outside_after(date, c, o));
+                order.by_date[from..to]
+                    .iter()
+                    .map(|&(_, i)| i)
+                    .chain(order.undated.iter().copied())
+                    .collect()
+            }
+            None => (0..self.keys.len())
+                .filter(|&c| {
+                    self.keys[c]
+                        .date
+                        .is_none_or(|c| !outside_before(date, c, o) && !outside_after(date, c, o))
+                })
+                .collect(),
+        };
+        within.sort_unstable();
+        Some(within)
+    }
+
+    /// The nearest neighbours of `q` that its pool is cut from (as many as
+    /// [`Ranker::search_depth`]), among `within` when a window gives it: an exact search of
+    /// the window, or with an HNSW graph and a window of more than [`WINDOW_EXACT`] articles, a
+    /// deeper search of the graph with the rest dropped.
+    pub fn neighbours(&self, q: &Query, within: Option<&[usize]>) -> Vec<Neighbour> {
+        let depth = self.search_depth(q);
+        match within {
+            None => self.index.search(q.vector, depth),
+            Some(rows) if !self.index.is_hnsw() || rows.len() <= WINDOW_EXACT => {
+                self.index.search_among(q.vector, depth, rows)
+            }
+            Some(rows) => {
+                let deeper = depth.saturating_mul(4).min(self.index.len());
+                let mut found = self.index.search(q.vector, deeper);
+                found.retain(|n| rows.binary_search(&n.index).is_ok());
+                found.truncate(depth);
+                found
+            }
+        }
     }
 
     /// The query for corpus article `i` without its lexical matches: enough to score a given
@@ -496,11 +602,24 @@ impl<'a> Ranker<'a> {
     /// The best BM25 matches a query brings into the candidates, the reserve included (none
     /// when BM25 has no weight).
     pub fn lexical_matches(&self, terms: &[u32]) -> Vec<(usize, f32)> {
-        if self.options.lexical_weight > 0.0 {
-            self.bm25
-                .top_k(terms, self.options.pool.saturating_add(RESERVE))
-        } else {
-            Vec::new()
+        self.lexical_matches_within(terms, None)
+    }
+
+    /// [`Ranker::lexical_matches`] among `within` (sorted corpus positions; `None`: all).
+    pub fn lexical_matches_within(
+        &self,
+        terms: &[u32],
+        within: Option<&[usize]>,
+    ) -> Vec<(usize, f32)> {
+        if self.options.lexical_weight <= 0.0 {
+            return Vec::new();
+        }
+        let k = self.options.pool.saturating_add(RESERVE);
+        match within {
+            None => self.bm25.top_k(terms, k),
+            Some(rows) => self
+                .bm25
+                .top_k_where(terms, k, |d| rows.binary_search(&d).is_ok()),
         }
     }
 
@@ -519,8 +638,9 @@ impl<'a> Ranker<'a> {
 
     /// The related list of corpus article `i`, with its bounds.
     pub fn rank_article_bounded(&self, i: usize) -> (Vec<Scored>, ListBounds) {
-        let q = self.article_query(i);
-        let neighbours = self.index.search(q.vector, self.search_depth(&q));
+        let within = self.window(self.keys[i].date, None);
+        let q = self.article_query_within(i, within.as_deref());
+        let neighbours = self.neighbours(&q, within.as_deref());
         self.rank_bounded(&q, &neighbours)
     }
 
@@ -535,6 +655,10 @@ impl<'a> Ranker<'a> {
 
     /// Related lists of every article with their bounds.
     pub fn rank_all_bounded(&self) -> Vec<(Vec<Scored>, ListBounds)> {
+        if self.options.has_window() {
+            let all: Vec<usize> = (0..self.keys.len()).collect();
+            return self.rank_articles_bounded(&all);
+        }
         let depth = self
             .options
             .pool
@@ -545,6 +669,21 @@ impl<'a> Ranker<'a> {
             .par_iter()
             .enumerate()
             .map(|(i, nb)| self.rank_bounded(&self.article_query(i), nb))
+            .collect()
+    }
+
+    /// The lists of the corpus articles `which`, with their bounds, in parallel; with a time
+    /// window, each is cut from one date order of the corpus.
+    pub fn rank_articles_bounded(&self, which: &[usize]) -> Vec<(Vec<Scored>, ListBounds)> {
+        let order = self.options.has_window().then(|| DateOrder::of(self.keys));
+        which
+            .par_iter()
+            .map(|&i| {
+                let within = self.window(self.keys[i].date, order.as_ref());
+                let q = self.article_query_within(i, within.as_deref());
+                let neighbours = self.neighbours(&q, within.as_deref());
+                self.rank_bounded(&q, &neighbours)
+            })
             .collect()
     }
 
@@ -783,6 +922,22 @@ fn same_story_copy(a: &ArticleKey, b: &ArticleKey) -> bool {
         || (!a.title.is_empty() && a.title == b.title && a.provider == b.provider)
 }
 
+/// Days from `a` to `c` (negative when `c` is earlier), as every time rule here counts them.
+fn days_between(a: DateTime<Utc>, c: DateTime<Utc>) -> f32 {
+    (c - a).num_seconds() as f32 / 86_400.0
+}
+
+/// Whether `c` lies more than `window_before` days before `a` (never, without that window).
+/// True for every date up to some point and false after: a window's start is a binary search.
+fn outside_before(a: DateTime<Utc>, c: DateTime<Utc>, o: &RankOptions) -> bool {
+    o.window_before > 0.0 && -days_between(a, c) > o.window_before
+}
+
+/// Whether `c` lies more than `window_after` days after `a` (never, without that window).
+fn outside_after(a: DateTime<Utc>, c: DateTime<Utc>, o: &RankOptions) -> bool {
+    o.window_after > 0.0 && days_between(a, c) > o.window_after
+}
+
 /// The time factor of a candidate published at `cand` for an article published at `article`.
 pub fn time_factor(
     article: Option<DateTime<Utc>>,
@@ -792,12 +947,10 @@ pub fn time_factor(
     let (Some(a), Some(c)) = (article, cand) else {
         return o.undated_factor;
     };
-    let days = (c - a).num_seconds() as f32 / 86_400.0;
-    if (o.window_after > 0.0 && days > o.window_after)
-        || (o.window_before > 0.0 && -days > o.window_before)
-    {
+    if outside_before(a, c, o) || outside_after(a, c, o) {
         return 0.0;
     }
+    let days = days_between(a, c);
     let half_life = if days >= 0.0 {
         o.half_life_after
     } else {

@@ -370,7 +370,8 @@ pub fn plan(snapshot: &Snapshot, m: &Matching, engine: &Engine, ranker: &Ranker)
     let o = &ranker.options;
     // With diversity or a per-provider cap, an entry depends on the others chosen, not on its
     // score alone: a candidate below the last entry can still enter. Every list is ranked.
-    if o.diversity > 0.0 || o.max_per_provider > 0 {
+    // With a time window, a pool is cut from the window: its bounds are the window's.
+    if o.diversity > 0.0 || o.max_per_provider > 0 || o.has_window() {
         return None;
     }
     let mut moved: Vec<Moved> = Vec::with_capacity(m.entered.len() + m.left.len());
