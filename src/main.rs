@@ -54,6 +54,62 @@ enum Command {
     /// Worker: articles as JSON Lines on stdin, `{"key", "vector"}` lines on stdout (vector:
     /// base64 of little-endian f32s). With --cache, vectors are looked up and kept there.
     Embed(EmbedArgs),
+    /// Worker: the articles of a folder (or .jsonl file) as JSON Lines on stdout, each with its
+    /// `key` (path in the folder) and `seq` (corpus position); `related` left out.
+    Export(ExportArgs),
+    /// Worker: articles as JSON Lines on stdin, the corpus-wide statistics that `relink rank`
+    /// needs (BM25 document frequencies, qualities) as JSON on stdout or in --output.
+    Stats(StatsArgs),
+    /// Worker: a shard of articles with their `vector` on stdin, their lists on stdout, ranked
+    /// with --stats as the whole corpus would rank them (exact search).
+    Rank(RankArgs),
+    /// Write lists ranked elsewhere (`relink rank` lines) into the folder's files, with
+    /// refresh's guarantees.
+    Apply(ApplyArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// A folder of article files, one file, or a .jsonl file.
+    path: PathBuf,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Read the articles from standard input (one JSON object a line).
+    #[arg(long, required = true)]
+    stdin: bool,
+    /// Write the statistics here (atomically) instead of to standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct RankArgs {
+    /// Read the shard from standard input (one JSON object a line).
+    #[arg(long, required = true)]
+    stdin: bool,
+    /// The corpus-wide statistics written by `relink stats`.
+    #[arg(long, value_name = "FILE")]
+    stats: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct ApplyArgs {
+    /// Lists as `relink rank` writes them (JSON Lines; a folder: its part-* files, as Spark
+    /// writes them; `-`: standard input).
+    lists: PathBuf,
+    /// The folder whose files the lists' keys name.
+    folder: PathBuf,
+    /// Show what would change without writing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -345,6 +401,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd_serve(args),
         Command::Tune(args) => cmd_tune(args),
         Command::Embed(args) => cmd_embed(args),
+        Command::Export(args) => cmd_export(args),
+        Command::Stats(args) => cmd_stats(args),
+        Command::Rank(args) => cmd_rank(args),
+        Command::Apply(args) => cmd_apply(args),
     };
     match result {
         Ok(code) => code,
@@ -417,9 +477,37 @@ fn build_engine(
     } else {
         relink::state::ArticleRecords::default()
     };
+    let (corpus, parsed, lock) = read_locked(path, common, &resolved, &records, writes, command)?;
+    let kept =
+        relink::selective::Kept::load(&resolved.engine.state_dir, &corpus.root, &corpus.articles);
+    let mut timings = Timings::default();
+    timings.add("read", t);
+    let mut engine = Engine::build_with(corpus, &resolved.engine, timings, kept)?;
+    engine.parsed = parsed;
+    for p in &engine.editorial.problems {
+        eprintln!("relink: warning: {p}");
+    }
+    if let Some(note) = &engine.embed_stats.cache_note {
+        eprintln!("relink: {}: {note}", resolved.engine.state_dir.display());
+    }
+    Ok((engine, resolved, lock))
+}
+
+/// Reads the corpus at `path` (files unchanged since their record from `records`) and takes
+/// the lock of its state folder, reading again if another run held it. Bad files are named on
+/// stderr; an oversized excerpt is warned about; with `writes`, temporary files an interrupted
+/// run left are removed. Returns the corpus, how many files were parsed, and the lock.
+fn read_locked(
+    path: &Path,
+    common: &CommonArgs,
+    resolved: &Resolved,
+    records: &relink::state::ArticleRecords,
+    writes: bool,
+    command: &str,
+) -> Result<(Corpus, usize, relink::fsutil::FolderLock)> {
     let read = |path: &Path| -> Result<(Corpus, usize)> {
         let (corpus, parsed) =
-            corpus::read_corpus_with_records(path, &records).map_err(|e| anyhow::anyhow!("{e}"))?;
+            corpus::read_corpus_with_records(path, records).map_err(|e| anyhow::anyhow!("{e}"))?;
         if corpus.articles.is_empty() {
             for e in &corpus.errors {
                 eprintln!("relink: skipped {e}");
@@ -454,19 +542,7 @@ fn build_engine(
             eprintln!("relink: removed {removed} temporary files left by an interrupted run");
         }
     }
-    let kept =
-        relink::selective::Kept::load(&resolved.engine.state_dir, &corpus.root, &corpus.articles);
-    let mut timings = Timings::default();
-    timings.add("read", t);
-    let mut engine = Engine::build_with(corpus, &resolved.engine, timings, kept)?;
-    engine.parsed = parsed;
-    for p in &engine.editorial.problems {
-        eprintln!("relink: warning: {p}");
-    }
-    if let Some(note) = &engine.embed_stats.cache_note {
-        eprintln!("relink: {}: {note}", resolved.engine.state_dir.display());
-    }
-    Ok((engine, resolved, lock))
+    Ok((corpus, parsed, lock))
 }
 
 /// `relink refresh`: rewrites every list that changed and prints a summary. Exit status 1 when
@@ -531,7 +607,9 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     for e in &report.write_errors {
         eprintln!("relink: not written: {e}");
     }
-    for warning in relink::refresh::remember_written(&engine, &report, &resolved.engine.state_dir) {
+    for warning in
+        relink::refresh::remember_written(&engine.corpus, &report, &resolved.engine.state_dir)
+    {
         eprintln!("relink: warning: {warning}");
     }
 
@@ -1161,6 +1239,200 @@ fn cmd_embed(args: EmbedArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Exit status of a worker: 1 when any input line was bad (the others were done).
+fn worker_status(bad: &[String]) -> ExitCode {
+    for b in bad {
+        eprintln!("relink: {b}");
+    }
+    if bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `relink export`: the corpus as JSON Lines on stdout.
+fn cmd_export(args: ExportArgs) -> Result<ExitCode> {
+    let corpus = corpus::read_corpus(&args.path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut bad: Vec<String> = corpus
+        .errors
+        .iter()
+        .map(|e| format!("skipped {e}"))
+        .collect();
+    let stdout = io::BufWriter::new(io::stdout().lock());
+    match relink::worker::export_corpus(&corpus, stdout) {
+        Ok((_, more)) => bad.extend(more.into_iter().map(|e| format!("skipped {e}"))),
+        Err(relink::worker::WorkerError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            return Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(worker_status(&bad))
+}
+
+/// `relink stats --stdin`: corpus-wide statistics of the articles on stdin.
+fn cmd_stats(args: StatsArgs) -> Result<ExitCode> {
+    let resolved = args.common.resolve(Path::new("."), false)?;
+    let choice = &resolved.engine.embedder;
+    let (stats, bad) =
+        relink::worker::stats_lines(io::stdin().lock(), &choice.model_id()?, choice.dim()?)?;
+    let json = serde_json::to_string(&stats)? + "\n";
+    match &args.output {
+        Some(path) => relink::fsutil::write_new(path, json.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => io::stdout().lock().write_all(json.as_bytes())?,
+    }
+    if !args.common.quiet {
+        eprintln!(
+            "relink stats: {} articles, {} title terms, {} quality values; {} bad lines",
+            stats.articles,
+            stats.df.len(),
+            stats.qualities.len(),
+            bad.len()
+        );
+    }
+    Ok(worker_status(&bad))
+}
+
+/// `relink rank --stdin --stats FILE`: the lists of a shard.
+fn cmd_rank(args: RankArgs) -> Result<ExitCode> {
+    let resolved = args.common.resolve(Path::new("."), false)?;
+    let stats =
+        relink::worker::CorpusStats::load(&args.stats, &resolved.engine.embedder.model_id()?)
+            .map_err(anyhow::Error::msg)?;
+    let stdout = io::BufWriter::new(io::stdout().lock());
+    let summary =
+        match relink::worker::rank_lines(io::stdin().lock(), stdout, &stats, &resolved.rank) {
+            Ok(s) => s,
+            Err(relink::worker::WorkerError::Output(e))
+                if e.kind() == io::ErrorKind::BrokenPipe =>
+            {
+                return Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => return Err(e.into()),
+        };
+    if !args.common.quiet {
+        eprintln!(
+            "relink rank: {} articles, {} lists; {} bad lines",
+            summary.articles,
+            summary.lists,
+            summary.bad.len()
+        );
+    }
+    Ok(worker_status(&summary.bad))
+}
+
+/// `relink apply LISTS FOLDER`: writes lists ranked elsewhere. Every line is checked before
+/// anything is written: a lists file that names an article the folder does not hold (another
+/// corpus's lists, a stale job) writes nothing.
+fn cmd_apply(args: ApplyArgs) -> Result<ExitCode> {
+    let start = Instant::now();
+    let resolved = args.common.resolve(&args.folder, !args.dry_run)?;
+    let text = if args.lists == Path::new("-") {
+        io::read_to_string(io::stdin().lock())?
+    } else if args.lists.is_dir() {
+        // Spark's output: the part files, in order.
+        let mut parts: Vec<PathBuf> = std::fs::read_dir(&args.lists)
+            .with_context(|| format!("reading {}", args.lists.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+            })
+            .collect();
+        parts.sort();
+        let mut text = String::new();
+        for p in &parts {
+            text += &relink::fsutil::read_regular_string(p)
+                .with_context(|| format!("reading {}", p.display()))?;
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        text
+    } else {
+        relink::fsutil::read_regular_string(&args.lists)
+            .with_context(|| format!("reading {}", args.lists.display()))?
+    };
+    let records = relink::state::ArticleRecords::load(&resolved.engine.state_dir);
+    let (corpus, _, _lock) = read_locked(
+        &args.folder,
+        &args.common,
+        &resolved,
+        &records,
+        !args.dry_run,
+        "apply",
+    )?;
+    let position: std::collections::HashMap<String, usize> = corpus
+        .articles
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (relink::state::article_key(&corpus.root, a), i))
+        .collect();
+    let (lists, bad) = relink::worker::read_lists(&text, &position);
+    if !bad.is_empty() {
+        for b in bad.iter().take(20) {
+            eprintln!("relink: {}:{b}", args.lists.display());
+        }
+        bail!(
+            "{}: {} bad lines; nothing written",
+            args.lists.display(),
+            bad.len()
+        );
+    }
+    let editorial = relink::editorial::Editorial::resolve(
+        &corpus.root,
+        &corpus.articles,
+        &resolved.engine.rules,
+    );
+    let listed = lists.len();
+    let report =
+        relink::refresh::apply(&corpus, &editorial, lists, args.dry_run, !args.common.quiet);
+    for e in &report.write_errors {
+        eprintln!("relink: not written: {e}");
+    }
+    for w in relink::refresh::remember_written(&corpus, &report, &resolved.engine.state_dir) {
+        eprintln!("relink: warning: {w}");
+    }
+    let mut out = io::stdout().lock();
+    if args.dry_run {
+        for c in &report.changes {
+            writeln!(out, "{}: +{} -{}", c.file, c.added.len(), c.removed.len())?;
+        }
+    }
+    writeln!(
+        out,
+        "relink apply {} {}{}",
+        args.lists.display(),
+        args.folder.display(),
+        if args.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "  lists      {listed} read: {} changed, {} unchanged{}; {} articles without a list left as they are",
+        report.changes.len(),
+        report.unchanged,
+        if report.locked > 0 {
+            format!(" ({} locked)", report.locked)
+        } else {
+            String::new()
+        },
+        corpus.articles.len() - listed
+    )?;
+    writeln!(out, "  time       {:.2}s", start.elapsed().as_secs_f64())?;
+    Ok(
+        if report.write_errors.is_empty() && corpus.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// `relink serve`: loads the corpus once and answers over HTTP until Ctrl-C.

@@ -6,7 +6,8 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::article::{Article, Related, Source};
-use crate::corpus::ReadError;
+use crate::corpus::{Corpus, ReadError};
+use crate::editorial::Editorial;
 use crate::engine::{progress_bar, Engine};
 use crate::rank::{normalize_title, normalize_url, ListBounds, RankOptions, Scored};
 use crate::selective::{self, Counts, Snapshot};
@@ -125,7 +126,15 @@ pub fn refresh(
         .collect();
     let mut timings = crate::engine::Timings::default();
     timings.add("rank", t);
-    let mut report = write_changed(engine, lists, refreshed, dry_run, show_progress).0;
+    let mut report = write_changed(
+        &engine.corpus,
+        &engine.editorial,
+        lists,
+        refreshed,
+        dry_run,
+        show_progress,
+    )
+    .0;
     timings.0.append(&mut report.timings.0);
     report.timings = timings;
     report
@@ -204,7 +213,8 @@ pub fn refresh_all(
         .collect();
     timings.add("rank", t);
     let (mut report, hashes) = write_changed(
-        engine,
+        &engine.corpus,
+        &engine.editorial,
         lists
             .iter()
             .enumerate()
@@ -253,11 +263,28 @@ pub fn refresh_all(
     (report, snapshot)
 }
 
+/// Writes lists ranked elsewhere (`relink apply`: by the workers of a cluster job) into the
+/// corpus's files, with refresh's guarantees: the same entries from the same articles, only
+/// `related:` changed, atomic writes, locked lists never written, files that changed since
+/// they were read left alone. `lists`: article and its list, as corpus positions.
+pub fn apply(
+    corpus: &Corpus,
+    editorial: &Editorial,
+    lists: Vec<(usize, Vec<usize>)>,
+    dry_run: bool,
+    show_progress: bool,
+) -> RefreshReport {
+    let n = lists.len();
+    let lists = lists.into_iter().map(|(i, l)| (i, l, None)).collect();
+    write_changed(corpus, editorial, lists, n, dry_run, show_progress).0
+}
+
 /// Writes (unless `dry_run`) the lists (article, list as corpus positions, and the list's hash
 /// when known) that differ from the files'. `refreshed`: how many of them were ranked. Returns
 /// the report and each list's hash, in order.
 fn write_changed(
-    engine: &Engine,
+    corpus: &Corpus,
+    editorial: &Editorial,
     lists: Vec<(usize, Vec<usize>, Option<u64>)>,
     refreshed: usize,
     dry_run: bool,
@@ -266,7 +293,7 @@ fn write_changed(
     let total = lists.len();
     let locked = lists
         .iter()
-        .filter(|(i, ..)| engine.editorial.is_locked(*i))
+        .filter(|(i, ..)| editorial.is_locked(*i))
         .count();
     let t = std::time::Instant::now();
     // Per list: its hash, and the article and entries when the file's list differs.
@@ -274,16 +301,16 @@ fn write_changed(
     let compared: Vec<Compared> = lists
         .into_par_iter()
         .map(|(i, list, known)| {
-            let stored = engine.corpus.articles[i].related_hash;
+            let stored = corpus.articles[i].related_hash;
             if known == Some(stored) {
                 return (stored, None);
             }
             let list: Vec<Related> = list
                 .iter()
-                .map(|&t| engine.corpus.articles[t].to_related())
+                .map(|&t| corpus.articles[t].to_related())
                 .collect();
             let hash = crate::state::list_hash(&list);
-            if engine.editorial.is_locked(i) {
+            if editorial.is_locked(i) {
                 // Never written; the hash kept is the ranked list's, so that the list is
                 // written once the lock goes (the fingerprint changes with it).
                 return (hash, None);
@@ -305,7 +332,7 @@ fn write_changed(
         ..RefreshReport::default()
     };
     for (i, list) in &to_write {
-        let article = &engine.corpus.articles[*i];
+        let article = &corpus.articles[*i];
         // An article taken from its record carries only its list's hash: the list itself is
         // read from the file, for the diff.
         let reread;
@@ -328,7 +355,7 @@ fn write_changed(
     }
     let t = std::time::Instant::now();
     let bar = progress_bar(to_write.len(), "write", show_progress);
-    let written = engine.corpus.write_lists(&to_write, &|| bar.inc(1));
+    let written = corpus.write_lists(&to_write, &|| bar.inc(1));
     bar.finish_and_clear();
     report.stamps = written.stamps;
     let failures = written.failures;
@@ -349,13 +376,13 @@ fn write_changed(
 
 /// Remembers the lists a refresh wrote (so that `eval` never takes them for references), in
 /// `state_dir`. Returns warnings (the record could not be saved).
-pub fn remember_written(engine: &Engine, report: &RefreshReport, state_dir: &Path) -> Vec<String> {
+pub fn remember_written(corpus: &Corpus, report: &RefreshReport, state_dir: &Path) -> Vec<String> {
     if report.written.is_empty() {
         return Vec::new();
     }
     let mut record = crate::state::WrittenLists::load(state_dir);
     for &(i, hash) in &report.written {
-        let key = crate::state::article_key(&engine.corpus.root, &engine.corpus.articles[i]);
+        let key = crate::state::article_key(&corpus.root, &corpus.articles[i]);
         record.record(key, hash);
     }
     match record.save(state_dir) {

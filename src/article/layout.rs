@@ -25,6 +25,24 @@ pub fn parse_article(text: &str, source: Source) -> Result<Article, ParseError> 
     article_from_mapping(map, source, content_hash, &locate)
 }
 
+/// The front matter of an article file as a JSON object with its own field names, which is
+/// what a JSON Lines article holds (`relink export`). A front matter that JSON cannot hold (a
+/// key that is not a string) is an error.
+pub fn front_matter_json(
+    text: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ParseError> {
+    let layout = FrontMatter::find(text)?;
+    let map = parse_mapping(layout.yaml(text), layout.first_line)?;
+    match serde_json::to_value(&map) {
+        Ok(serde_json::Value::Object(o)) => Ok(o),
+        Ok(_) => Err(ParseError::new(None, "the front matter is not a mapping")),
+        Err(e) => Err(ParseError::new(
+            None,
+            format!("the front matter cannot be written as JSON: {e}"),
+        )),
+    }
+}
+
 /// Parses one line of a JSON Lines file: an object with the same field names as the front
 /// matter. The error carries no line; the caller knows which line it gave.
 pub fn parse_json_article(line: &str, source: Source) -> Result<Article, ParseError> {

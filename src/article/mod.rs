@@ -16,8 +16,8 @@ mod render;
 mod timestamp;
 
 pub use layout::{
-    parse_article, parse_json_article, related_block_span, splice_control, splice_related,
-    splice_related_if_changed,
+    front_matter_json, parse_article, parse_json_article, related_block_span, splice_control,
+    splice_related, splice_related_if_changed,
 };
 pub use render::{render_control_block, render_related_block};
 pub use timestamp::{format_timestamp, parse_timestamp};

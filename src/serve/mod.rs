@@ -704,7 +704,7 @@ fn refresh_one(app: &App, live: &Live, i: usize) -> Result<bool, Failure> {
         return Err(error(StatusCode::CONFLICT, e.to_string()));
     }
     let state_dir = &app.config.settings.state_dir;
-    for w in crate::refresh::remember_written(&live.engine, &report, state_dir) {
+    for w in crate::refresh::remember_written(&live.engine.corpus, &report, state_dir) {
         eprintln!("relink serve: warning: {w}");
     }
     if let Err(w) = crate::refresh::save_records(&live.engine, &report, state_dir) {
