@@ -7,7 +7,7 @@
 CARGO ?= cargo
 DEMO  := target/demo-seeds
 
-.PHONY: run test deps libtorch models browser build bench bench-refresh bench-cli bench-serve bench-scale lint clean-demo
+.PHONY: run test deps libtorch models browser spark build bench bench-refresh bench-cli bench-serve bench-scale spark-check lint clean-demo
 
 run: deps
 	$(CARGO) build --release
@@ -25,7 +25,7 @@ run: deps
 # parallel test threads never oversubscribe the cores.
 # `cargo test` alone does not build the model backend (a shared library of the workspace
 # member model/, which relink opens to embed): `cargo build` first.
-test: deps browser
+test: deps browser spark
 	@rm -f target/tmp/skipped-tests.txt
 	$(CARGO) build --release
 	$(CARGO) test --release
@@ -45,6 +45,15 @@ models:
 # Headless Chromium for the editor's page test: installed as root where apt-get is, else named.
 browser:
 	@scripts/fetch-deps.sh browser
+
+# Java 17 (Debian, as root) and PySpark (PyPI) for the Spark job and its test.
+spark:
+	@scripts/fetch-deps.sh spark
+
+# The Spark job in local mode against refresh on one machine: make spark-check CORPUS=DIR
+# [WINDOW_BEFORE=30 WINDOW_AFTER=30 MASTER='local[2,4]' KILL=1 JOB_FLAGS='--bucket-days 7']
+spark-check: build spark
+	scripts/spark-check.sh $(CORPUS)
 
 build: deps
 	$(CARGO) build --release

