@@ -12,7 +12,7 @@ use std::path::Path;
 
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{Distance, Hnsw};
-use ndarray::{Array2, ArrayView1, Axis};
+use ndarray::{Array2, ArrayView1};
 use rayon::prelude::*;
 
 /// Corpora up to this size are searched exactly unless told otherwise: 20,000 x 20,000 dot
@@ -390,10 +390,22 @@ impl VectorIndex {
 
     /// The `k` nearest rows of every row (the row itself included), computed in parallel.
     pub fn search_all(&self, k: usize) -> Vec<Vec<Neighbour>> {
+        self.map_all(k, |_, neighbours| neighbours)
+    }
+
+    /// `f(row, its k nearest rows)` for every row (the row itself among them), in parallel,
+    /// in row order. The neighbours of a row are dropped once `f` has them, so memory holds
+    /// those of a few blocks of rows at a time, not of the whole corpus (at a million articles
+    /// and a pool of 200, all of them would be 3.7 GB).
+    pub fn map_all<T: Send>(
+        &self,
+        k: usize,
+        f: impl Fn(usize, Vec<Neighbour>) -> T + Sync,
+    ) -> Vec<T> {
         if self.graph.is_some() {
             return (0..self.len())
                 .into_par_iter()
-                .map(|i| self.search(self.vectors.row(i), k))
+                .map(|i| f(i, self.search(self.vectors.row(i), k)))
                 .collect();
         }
         // Exact: a block of rows at a time, each block one matrix product.
@@ -402,19 +414,22 @@ impl VectorIndex {
         let starts: Vec<usize> = (0..n).step_by(BLOCK).collect();
         starts
             .into_par_iter()
-            .flat_map_iter(|start| {
+            .flat_map(|start| {
                 let end = (start + BLOCK).min(n);
                 let block = self.vectors.slice(ndarray::s![start..end, ..]);
                 let sims = block.dot(&self.vectors.t());
                 let rounding = product_rounding(self.vectors.ncols());
-                sims.axis_iter(Axis(0))
-                    .enumerate()
-                    .map(|(r, row)| {
+                // The rows of a block in parallel too: a small corpus is one block.
+                (0..end - start)
+                    .into_par_iter()
+                    .map(|r| {
                         let q = self.vectors.row(start + r);
                         let q = q.to_slice().expect("rows are contiguous");
-                        top_k_of(row.as_slice().unwrap(), k, rounding, |c| {
+                        let row = sims.row(r);
+                        let top = top_k_of(row.as_slice().unwrap(), k, rounding, |c| {
                             dot(self.vectors.row(c).to_slice().expect("rows"), q)
-                        })
+                        });
+                        f(start + r, top)
                     })
                     .collect::<Vec<_>>()
             })

@@ -664,12 +664,9 @@ impl<'a> Ranker<'a> {
             .pool
             .saturating_add(1 + RESERVE)
             .min(self.index.len());
-        let neighbours = self.index.search_all(depth);
-        neighbours
-            .par_iter()
-            .enumerate()
-            .map(|(i, nb)| self.rank_bounded(&self.article_query(i), nb))
-            .collect()
+        self.index.map_all(depth, |i, nb| {
+            self.rank_bounded(&self.article_query(i), &nb)
+        })
     }
 
     /// The lists of the corpus articles `which`, with their bounds, in parallel; with a time

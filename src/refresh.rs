@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
@@ -279,9 +280,15 @@ pub fn apply(
     write_changed(corpus, editorial, lists, n, dry_run, show_progress).0
 }
 
+/// Lists compared and written at a time: the entries of only so many lists are held at once
+/// (each list's entries are copies of its targets' fields, a few KB; a million of them would
+/// be gigabytes).
+const WRITE_CHUNK: usize = 8192;
+
 /// Writes (unless `dry_run`) the lists (article, list as corpus positions, and the list's hash
 /// when known) that differ from the files'. `refreshed`: how many of them were ranked. Returns
-/// the report and each list's hash, in order.
+/// the report and each list's hash, in order. Lists go a chunk at a time (a JSON Lines corpus,
+/// one file, in one go).
 fn write_changed(
     corpus: &Corpus,
     editorial: &Editorial,
@@ -295,82 +302,101 @@ fn write_changed(
         .iter()
         .filter(|(i, ..)| editorial.is_locked(*i))
         .count();
-    let t = std::time::Instant::now();
-    // Per list: its hash, and the article and entries when the file's list differs.
-    type Compared = (u64, Option<(usize, Vec<Related>)>);
-    let compared: Vec<Compared> = lists
-        .into_par_iter()
-        .map(|(i, list, known)| {
-            let stored = corpus.articles[i].related_hash;
-            if known == Some(stored) {
-                return (stored, None);
-            }
-            let list: Vec<Related> = list
-                .iter()
-                .map(|&t| corpus.articles[t].to_related())
-                .collect();
-            let hash = crate::state::list_hash(&list);
-            if editorial.is_locked(i) {
-                // Never written; the hash kept is the ranked list's, so that the list is
-                // written once the lock goes (the fingerprint changes with it).
-                return (hash, None);
-            }
-            (hash, (hash != stored).then_some((i, list)))
-        })
-        .collect();
-    let mut hashes = Vec::with_capacity(total);
-    let mut to_write = Vec::new();
-    for (hash, changed) in compared {
-        hashes.push(hash);
-        to_write.extend(changed);
-    }
     let mut report = RefreshReport {
         refreshed,
         kept: total - refreshed,
         locked,
-        unchanged: total - to_write.len(),
+        unchanged: total,
         ..RefreshReport::default()
     };
-    for (i, list) in &to_write {
-        let article = &corpus.articles[*i];
-        // An article taken from its record carries only its list's hash: the list itself is
-        // read from the file, for the diff.
-        let reread;
-        let old = match (&article.related, &article.source) {
-            (Some(old), _) => old.as_slice(),
-            (None, Source::File(path)) if article.related_hash != empty_hash() => {
-                reread = crate::corpus::read_article(path)
-                    .ok()
-                    .and_then(|a| a.related)
-                    .unwrap_or_default();
-                reread.as_slice()
-            }
-            _ => &[],
-        };
-        report.changes.push(diff(*i, article, old, list));
+    let mut hashes = Vec::with_capacity(total);
+    let chunk = match corpus.format {
+        crate::corpus::Format::Folder => WRITE_CHUNK,
+        crate::corpus::Format::JsonLines => total.max(1),
+    };
+    let (mut compare_time, mut write_time) = (Duration::ZERO, Duration::ZERO);
+    let bar = progress_bar(total, "write", show_progress && !dry_run);
+    for lists in lists.chunks(chunk) {
+        let t = Instant::now();
+        // Per list: its hash, and the article and entries when the file's list differs.
+        type Compared = (u64, Option<(usize, Vec<Related>)>);
+        let compared: Vec<Compared> = lists
+            .par_iter()
+            .map(|(i, list, known)| {
+                let stored = corpus.articles[*i].related_hash;
+                if *known == Some(stored) {
+                    return (stored, None);
+                }
+                let list: Vec<Related> = list
+                    .iter()
+                    .map(|&t| corpus.articles[t].to_related())
+                    .collect();
+                let hash = crate::state::list_hash(&list);
+                if editorial.is_locked(*i) {
+                    // Never written; the hash kept is the ranked list's, so that the list is
+                    // written once the lock goes (the fingerprint changes with it).
+                    return (hash, None);
+                }
+                (hash, (hash != stored).then_some((*i, list)))
+            })
+            .collect();
+        let mut to_write = Vec::new();
+        for (hash, changed) in compared {
+            hashes.push(hash);
+            to_write.extend(changed);
+        }
+        report.unchanged -= to_write.len();
+        for (i, list) in &to_write {
+            let article = &corpus.articles[*i];
+            // An article taken from its record carries only its list's hash: the list itself
+            // is read from the file, for the diff.
+            let reread;
+            let old = match (&article.related, &article.source) {
+                (Some(old), _) => old.as_slice(),
+                (None, Source::File(path)) if article.related_hash != empty_hash() => {
+                    reread = crate::corpus::read_article(path)
+                        .ok()
+                        .and_then(|a| a.related)
+                        .unwrap_or_default();
+                    reread.as_slice()
+                }
+                _ => &[],
+            };
+            report.changes.push(diff(*i, article, old, list));
+        }
+        compare_time += t.elapsed();
+        bar.inc((lists.len() - to_write.len()) as u64);
+        if dry_run {
+            continue;
+        }
+        let t = Instant::now();
+        let written = corpus.write_lists(&to_write, &|| bar.inc(1));
+        report.stamps.extend(written.stamps);
+        let failed: HashSet<usize> = written
+            .failures
+            .iter()
+            .flat_map(|f| f.articles.iter().copied())
+            .collect();
+        if !failed.is_empty() {
+            // Only this chunk's articles can have failed: the others' changes stay.
+            report.changes.retain(|c| !failed.contains(&c.article));
+        }
+        report.written.extend(
+            to_write
+                .iter()
+                .filter(|(i, _)| !failed.contains(i))
+                .map(|(i, list)| (*i, crate::state::list_hash(list))),
+        );
+        report
+            .write_errors
+            .extend(written.failures.into_iter().map(|f| f.error));
+        write_time += t.elapsed();
     }
-    report.timings.add("compare", t);
-    if dry_run {
-        return (report, hashes);
-    }
-    let t = std::time::Instant::now();
-    let bar = progress_bar(to_write.len(), "write", show_progress);
-    let written = corpus.write_lists(&to_write, &|| bar.inc(1));
     bar.finish_and_clear();
-    report.stamps = written.stamps;
-    let failures = written.failures;
-    let failed: HashSet<usize> = failures
-        .iter()
-        .flat_map(|f| f.articles.iter().copied())
-        .collect();
-    report.changes.retain(|c| !failed.contains(&c.article));
-    report.written = to_write
-        .iter()
-        .filter(|(i, _)| !failed.contains(i))
-        .map(|(i, list)| (*i, crate::state::list_hash(list)))
-        .collect();
-    report.write_errors = failures.into_iter().map(|f| f.error).collect();
-    report.timings.add("write", t);
+    report.timings.0.push(("compare", compare_time));
+    if !dry_run {
+        report.timings.0.push(("write", write_time));
+    }
     (report, hashes)
 }
 
