@@ -1210,18 +1210,9 @@ fn cmd_embed(args: EmbedArgs) -> Result<ExitCode> {
     let cache = args.common.cache.clone();
     let stdin = io::stdin().lock();
     let stdout = io::BufWriter::new(io::stdout().lock());
-    let summary = match relink::worker::embed_lines(
-        stdin,
-        stdout,
-        &resolved.engine.embedder,
-        cache.as_deref(),
-    ) {
-        Ok(s) => s,
-        Err(relink::worker::WorkerError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
-            return Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // A closed pipe ends quietly: main() treats it so, whatever the command.
+    let summary =
+        relink::worker::embed_lines(stdin, stdout, &resolved.engine.embedder, cache.as_deref())?;
     for bad in &summary.bad {
         eprintln!("relink: {bad}");
     }
@@ -1262,13 +1253,8 @@ fn cmd_export(args: ExportArgs) -> Result<ExitCode> {
         .map(|e| format!("skipped {e}"))
         .collect();
     let stdout = io::BufWriter::new(io::stdout().lock());
-    match relink::worker::export_corpus(&corpus, stdout) {
-        Ok((_, more)) => bad.extend(more.into_iter().map(|e| format!("skipped {e}"))),
-        Err(relink::worker::WorkerError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
-            return Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => return Err(e.into()),
-    }
+    let (_, more) = relink::worker::export_corpus(&corpus, stdout)?;
+    bad.extend(more.into_iter().map(|e| format!("skipped {e}")));
     Ok(worker_status(&bad))
 }
 
@@ -1303,16 +1289,7 @@ fn cmd_rank(args: RankArgs) -> Result<ExitCode> {
         relink::worker::CorpusStats::load(&args.stats, &resolved.engine.embedder.model_id()?)
             .map_err(anyhow::Error::msg)?;
     let stdout = io::BufWriter::new(io::stdout().lock());
-    let summary =
-        match relink::worker::rank_lines(io::stdin().lock(), stdout, &stats, &resolved.rank) {
-            Ok(s) => s,
-            Err(relink::worker::WorkerError::Output(e))
-                if e.kind() == io::ErrorKind::BrokenPipe =>
-            {
-                return Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => return Err(e.into()),
-        };
+    let summary = relink::worker::rank_lines(io::stdin().lock(), stdout, &stats, &resolved.rank)?;
     if !args.common.quiet {
         eprintln!(
             "relink rank: {} articles, {} lists; {} bad lines",
