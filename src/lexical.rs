@@ -17,12 +17,39 @@ const STOPWORDS: &[&str] = &[
     "you", "your",
 ];
 
-/// Lower-cased alphanumeric words of `text`, stopwords and one-letter words removed.
+/// The name of the text analysis below, part of what a kept BM25 statistic and a refresh's
+/// lists depend on: statistics taken by another analysis are never mixed with this one's.
+pub const ANALYZER: &str = "words-stopwords-plurals-1";
+
+/// Lower-cased alphanumeric words of `text`, stopwords and one-letter words removed, plurals
+/// folded ([`fold_plural`]).
 pub fn tokenize(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(|w| w.to_lowercase())
         .filter(|w| w.chars().count() > 1 && STOPWORDS.binary_search(&w.as_str()).is_err())
+        .map(fold_plural)
+}
+
+/// An English plural as its singular, by Harman's "S" stemmer (1991): `-ies` -> `-y` (not
+/// `-eies`, `-aies`), else `-s` -> `` (not `-us`, `-ss`; Harman's `-es` -> `-e` is the same
+/// cut); words of three letters or less are kept. So "Seasons" and "season", "abilities" and
+/// "ability", "shoes" and "shoe" match, while "us", "bus" or "class" stay whole. A light,
+/// predictable rule: it folds some words that are not plurals ("news" -> "new") and misses
+/// some that are ("patches" -> "patche"), but the same word always folds the same way, so two
+/// titles still match on it.
+pub fn fold_plural(mut w: String) -> String {
+    let n = w.len();
+    if n <= 3 || !w.ends_with('s') {
+        return w;
+    }
+    if n > 4 && w.ends_with("ies") && !w.ends_with("eies") && !w.ends_with("aies") {
+        w.truncate(n - 3);
+        w.push('y');
+    } else if !(w.ends_with("us") || w.ends_with("ss")) {
+        w.truncate(n - 1);
+    }
+    w
 }
 
 /// Okapi BM25 parameters (the usual defaults).
@@ -509,6 +536,33 @@ mod tests {
     fn tokenize_drops_stopwords_and_punctuation() {
         let words: Vec<String> = tokenize("The Season of Blood: patch 1.0.3, a \"fix\"!").collect();
         assert_eq!(words, ["season", "blood", "patch", "fix"]);
+    }
+
+    #[test]
+    fn plurals_fold_to_their_singular() {
+        for (word, folded) in [
+            ("seasons", "season"),
+            ("abilities", "ability"),
+            ("shoes", "shoe"),
+            ("ties", "tie"),
+            ("2020s", "2020"),
+            ("season", "season"),
+            ("class", "class"),
+            ("bonus", "bonus"),
+            ("gas", "gas"),
+            ("zombies", "zomby"),
+        ] {
+            assert_eq!(fold_plural(word.to_string()), folded, "{word}");
+        }
+        let a: Vec<String> = tokenize("Diablo 4 Seasons: new abilities").collect();
+        let b: Vec<String> = tokenize("diablo 4 season ability").collect();
+        assert_eq!(a, b);
+        let bm = Bm25::new(&["Diablo seasons", "Weather report"]);
+        assert!(bm.score(&bm.doc_terms(0), 0) > 0.0);
+        assert_eq!(
+            bm.query_self_score("Diablo season"),
+            bm.query_self_score("diablo SEASONS")
+        );
     }
 
     #[test]

@@ -767,6 +767,7 @@ fn refresh_settings(resolved: &Resolved) -> Result<String> {
     Ok(serde_json::json!({
         "relink": env!("CARGO_PKG_VERSION"),
         "model": e.embedder.model_id()?,
+        "analyzer": relink::lexical::ANALYZER,
         "search": e.search,
         "hnsw": [e.hnsw.m, e.hnsw.ef_construction, e.hnsw.ef_search],
         "options": resolved.rank,

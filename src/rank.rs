@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! score = similarity x time x quality
-//! similarity = (1 - lexical_weight) x cosine + lexical_weight x bm25 / bm25(article, itself)
+//! similarity = (1 - lexical_weight) x cosine + lexical_weight x title x cosine ^ lexical_gate
+//! title      = bm25 / bm25(article, itself)   (BM25 over titles, 0..1)
 //! time       = 0.5 ^ (days after / half_life_after)    for a candidate published after
 //!              0.5 ^ (days before / half_life_before)  for one published before
 //!              undated_factor                           when either date is missing
@@ -41,8 +42,12 @@ pub struct RankOptions {
     pub pool: usize,
     /// Candidates below this cosine are never recommended.
     pub min_similarity: f32,
-    /// Share of title BM25 in the similarity (0 = embeddings only, 1 = BM25 only).
+    /// Share of title BM25 in the similarity (0 = embeddings only).
     pub lexical_weight: f32,
+    /// How far a title match counts in proportion to the embedding cosine: it is multiplied by
+    /// `cosine ^ lexical_gate` (0 = not at all: the two added as they are; 1 = a title match
+    /// between articles the embedding finds unrelated counts for little).
+    pub lexical_gate: f32,
     /// Days after the article at which a candidate's time factor halves (0 = no time weighting
     /// after).
     pub half_life_after: f32,
@@ -76,8 +81,9 @@ impl Default for RankOptions {
             k: 5,
             pool: 200,
             min_similarity: 0.2,
-            lexical_weight: 0.6,
-            half_life_after: 30.0,
+            lexical_weight: 0.75,
+            lexical_gate: 1.0,
+            half_life_after: 20.0,
             half_life_before: 1.0,
             undated_factor: 0.5,
             window_after: 0.0,
@@ -116,6 +122,7 @@ impl RankOptions {
     pub fn lexical_only(&self) -> RankOptions {
         RankOptions {
             lexical_weight: 1.0,
+            lexical_gate: 0.0,
             ..self.cosine_only()
         }
     }
@@ -129,6 +136,7 @@ const RANGES: &[(&str, f64, f64)] = &[
     ("pool", 1.0, 100_000.0),
     ("min-similarity", -1.0, 1.0),
     ("lexical-weight", 0.0, 1.0),
+    ("lexical-gate", 0.0, 4.0),
     ("half-life-after", 0.0, 36_500.0),
     ("half-life-before", 0.0, 36_500.0),
     ("undated-factor", 0.0, 1.0),
@@ -164,6 +172,7 @@ macro_rules! with_rank_options {
             pool: "pool",
             min_similarity: "min-similarity",
             lexical_weight: "lexical-weight",
+            lexical_gate: "lexical-gate",
             half_life_after: "half-life-after",
             half_life_before: "half-life-before",
             undated_factor: "undated-factor",
@@ -192,10 +201,14 @@ pub struct RankOverrides {
     /// Never recommend below this embedding cosine [default: 0.2].
     #[arg(long, allow_negative_numbers = true)]
     pub min_similarity: Option<f32>,
-    /// Share of title BM25 in the similarity, 0..1 [default: 0.6].
+    /// Share of title BM25 in the similarity, 0..1 [default: 0.75].
     #[arg(long)]
     pub lexical_weight: Option<f32>,
-    /// Days after an article at which a candidate's weight halves; 0 disables [default: 30].
+    /// Title BM25 counts times cosine^X, 0..4: 0 adds it as it is, 1 lets it count only as far
+    /// as the embeddings agree [default: 1].
+    #[arg(long, value_name = "X")]
+    pub lexical_gate: Option<f32>,
+    /// Days after an article at which a candidate's weight halves; 0 disables [default: 20].
     #[arg(long, value_name = "DAYS")]
     pub half_life_after: Option<f32>,
     /// Days before an article at which a candidate's weight halves; 0 disables [default: 1].
@@ -810,7 +823,8 @@ impl<'a> Ranker<'a> {
         } else {
             0.0
         };
-        let similarity = (1.0 - o.lexical_weight) * cosine + o.lexical_weight * lexical;
+        let similarity = (1.0 - o.lexical_weight) * cosine
+            + o.lexical_weight * lexical * gate(cosine, o.lexical_gate);
         let time = time_factor(q.key.date, self.keys[c].date, o);
         let quality = 1.0 + o.quality_weight * (self.keys[c].quality - 0.5);
         Scored {
@@ -935,6 +949,18 @@ fn outside_after(a: DateTime<Utc>, c: DateTime<Utc>, o: &RankOptions) -> bool {
     o.window_after > 0.0 && days_between(a, c) > o.window_after
 }
 
+/// What a title match is multiplied by at embedding cosine `cosine`: `cosine ^ exponent`
+/// (a negative cosine counts as 0; an exponent of 0 gives 1).
+fn gate(cosine: f32, exponent: f32) -> f32 {
+    if exponent == 0.0 {
+        1.0
+    } else if exponent == 1.0 {
+        cosine.max(0.0)
+    } else {
+        cosine.max(0.0).powf(exponent)
+    }
+}
+
 /// The time factor of a candidate published at `cand` for an article published at `article`.
 pub fn time_factor(
     article: Option<DateTime<Utc>>,
@@ -984,6 +1010,23 @@ mod tests {
         assert_eq!(time_factor(day(3), None, &o), 0.4);
         let flat = o.cosine_only();
         assert_eq!(time_factor(day(1), day(30), &flat), 1.0);
+    }
+
+    #[test]
+    fn the_lexical_gate_scales_a_title_match_by_the_cosine() {
+        assert_eq!(gate(0.3, 0.0), 1.0);
+        assert_eq!(gate(-0.3, 0.0), 1.0);
+        assert_eq!(gate(0.3, 1.0), 0.3);
+        assert_eq!(gate(-0.3, 1.0), 0.0);
+        assert!((gate(0.5, 2.0) - 0.25).abs() < 1e-7);
+        // The lexical baseline is BM25 alone, whatever the default gate.
+        let lexical = RankOptions::default().lexical_only();
+        assert_eq!((lexical.lexical_weight, lexical.lexical_gate), (1.0, 0.0));
+        assert!(RankOptions::default().validate().is_ok());
+        let mut o = RankOptions::default();
+        assert!(o.set("lexical-gate", "4.5").is_err());
+        o.set("lexical-gate", "0").unwrap();
+        assert_eq!(o.lexical_gate, 0.0);
     }
 
     #[test]

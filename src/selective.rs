@@ -45,7 +45,9 @@ pub const SNAPSHOT: &str = "lists.bin";
 pub const RENEW_SHARE: f64 = 0.10;
 
 const MAGIC: &[u8] = b"relink lists\n";
-const VERSION: u32 = 2;
+/// 3: title terms with plurals folded ([`crate::lexical::ANALYZER`]): the document frequencies
+/// kept by an earlier version count other terms.
+const VERSION: u32 = 3;
 
 /// The corpus-wide statistics scores are computed with.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -279,8 +279,9 @@ pub fn export_corpus(
     Ok((written, bad))
 }
 
-/// The statistics file's first field: what it is, and its layout's version.
-pub const STATS_FORMAT: &str = "relink-stats 1";
+/// The statistics file's first field: what it is, and its layout's version (2: title terms
+/// with plurals folded, [`crate::lexical::ANALYZER`]).
+pub const STATS_FORMAT: &str = "relink-stats 2";
 
 /// Corpus-wide statistics that a shard ranks with, so that it ranks exactly as the whole
 /// corpus would: BM25's document count, average title length and document frequencies, and
