@@ -31,8 +31,8 @@ use crate::editorial::Editorial;
 use crate::index::{Neighbour, VectorIndex};
 use crate::lexical::Bm25;
 
-/// Ranking options. `Default` holds the defaults chosen by `relink eval --sweep` on diablo4
-/// (see the README's quality section).
+/// Ranking options. `Default` holds the defaults chosen by `relink eval` by the worst case over
+/// diablo4's lists and huffpost's labels (see the README's quality section).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RankOptions {
