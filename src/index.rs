@@ -65,11 +65,14 @@ pub struct HnswParams {
     pub ef_search: usize,
 }
 
+/// m 16 and ef_construction 100 build a 100,000-article graph in half the time of 24 and 200
+/// (44 s against 95 s on 2 cores, `make bench-scale N=100000`), with a third fewer links to
+/// hold, at recall@10 0.9929 against 0.9944 (2,000 sampled queries, ef_search 128).
 impl Default for HnswParams {
     fn default() -> Self {
         HnswParams {
-            m: 24,
-            ef_construction: 200,
+            m: 16,
+            ef_construction: 100,
             ef_search: 128,
         }
     }
@@ -564,13 +567,15 @@ fn build_hnsw_rows(
     let max_layer = 16;
     let hnsw =
         Hnsw::<f32, UnitCosine>::new(params.m, n, max_layer, params.ef_construction, UnitCosine);
-    let data: Vec<Vec<f32>> = rows.iter().map(|&r| vectors.row(r).to_vec()).collect();
+    // Rows of the matrix as they are: hnsw_rs copies each into its point, so no other copy of
+    // the vectors is made (at a million 384-d vectors, another copy would be 1.5 GB more).
+    let row = |r: usize| vectors.row(r).to_slice().expect("rows are contiguous");
     if parallel {
-        let with_ids: Vec<(&Vec<f32>, usize)> = data.iter().zip(0..).collect();
-        hnsw.parallel_insert(&with_ids);
+        let with_ids: Vec<(&[f32], usize)> = rows.iter().map(|&r| row(r)).zip(0..).collect();
+        hnsw.parallel_insert_slice(&with_ids);
     } else {
-        for (p, v) in data.iter().enumerate() {
-            hnsw.insert((v.as_slice(), p));
+        for (p, &r) in rows.iter().enumerate() {
+            hnsw.insert_slice((row(r), p));
         }
     }
     hnsw
