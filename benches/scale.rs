@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use relink::engine::{EmbedderChoice, Engine, EngineSettings, Timings};
-use relink::index::{exact_top_k, HnswParams, Neighbour, SearchMode};
+use relink::index::{exact_top_k, recall_at_k, HnswParams, SearchMode};
 
 /// Wall seconds and peak RSS (MiB) of one run of the binary.
 fn measure(dir: &Path, log: &Path) -> (f64, f64, String) {
@@ -106,34 +106,16 @@ fn index_recall(dir: &Path) -> Option<f64> {
     let step = (n / 2000).max(1);
     let queries: Vec<usize> = (0..n).step_by(step).take(2000).collect();
     let v = engine.index.vectors();
-    // Each list without the query itself: 10 neighbours of 11 found.
-    let strip = |q: usize, l: Vec<Neighbour>| -> Vec<Neighbour> {
-        let mut l: Vec<Neighbour> = l.into_iter().filter(|nb| nb.index != q).collect();
-        l.truncate(10);
-        l
-    };
+    // 11 found: 10 neighbours besides the query itself.
     let exact: Vec<_> = queries
         .iter()
-        .map(|&q| strip(q, exact_top_k(v, v.row(q), 11)))
+        .map(|&q| exact_top_k(v, v.row(q), 11))
         .collect();
     let found: Vec<_> = queries
         .iter()
-        .map(|&q| strip(q, engine.index.search(v.row(q), 11)))
+        .map(|&q| engine.index.search(v.row(q), 11))
         .collect();
-    Some(recall(&exact, &found))
-}
-
-/// Share of each exact list that `found` holds, averaged.
-fn recall(exact: &[Vec<Neighbour>], found: &[Vec<Neighbour>]) -> f64 {
-    let mut sum = 0.0;
-    for (e, f) in exact.iter().zip(found) {
-        let hits = e
-            .iter()
-            .filter(|x| f.iter().any(|y| y.index == x.index))
-            .count();
-        sum += hits as f64 / e.len().max(1) as f64;
-    }
-    sum / exact.len().max(1) as f64
+    Some(recall_at_k(&queries, &exact, &found, 10))
 }
 
 fn main() {

@@ -452,17 +452,11 @@ pub fn index_recall(
         .par_iter()
         .map(|&q| hnsw.search(vectors.row(q), max_k + 1))
         .collect();
-    // recall_at_k drops the query itself by position; remap to per-query self ids.
-    let strip = |lists: Vec<Vec<crate::index::Neighbour>>| -> Vec<Vec<crate::index::Neighbour>> {
-        lists
-            .into_iter()
-            .zip(&queries)
-            .map(|(l, &q)| l.into_iter().filter(|n| n.index != q).collect())
-            .collect()
-    };
-    let (exact, found) = (strip(exact), strip(found));
     ks.iter()
-        .map(|&k| (format!("recall@{k}"), recall_at_k(&exact, &found, k)))
+        .map(|&k| {
+            let recall = recall_at_k(&queries, &exact, &found, k);
+            (format!("recall@{k}"), recall)
+        })
         .collect()
 }
 

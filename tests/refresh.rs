@@ -958,7 +958,7 @@ fn a_parallel_built_graph_agrees_with_exact_search() {
     assert!(
         recall >= 0.98,
         "recall@10 {recall} (by row: {})",
-        recall_at_k(&exact, &found, 10)
+        recall_at_k(&queries, &exact, &found, 10)
     );
 }
 
