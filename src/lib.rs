@@ -28,6 +28,7 @@ pub mod embed;
 pub mod engine;
 pub mod eval;
 pub mod fsutil;
+pub mod graph;
 pub mod index;
 pub mod lexical;
 pub mod rank;
