@@ -75,8 +75,11 @@ pub struct TextDoc {
 
 /// An inverted index over a corpus of short texts, scored with BM25.
 pub struct Bm25 {
-    /// term id -> (document, term frequency)
-    postings: Vec<Vec<(u32, u16)>>,
+    /// term id -> (document, the term's score in it): the score is kept rather than the term
+    /// frequency so that a search reads it in order with the documents, instead of looking up
+    /// each document's length normalisation at random (at a million titles, that lookup was
+    /// most of a search's time)
+    postings: Vec<Vec<(u32, f32)>>,
     idf: Vec<f32>,
     /// document -> its distinct term ids with their frequency
     docs: Vec<Vec<(u32, u16)>>,
@@ -116,10 +119,10 @@ impl Bm25 {
             docs.push(doc);
             lengths.push(len);
         }
-        let mut postings = vec![Vec::new(); terms.len()];
-        for (d, doc) in docs.iter().enumerate() {
-            for &(t, tf) in doc {
-                postings[t as usize].push((d as u32, tf));
+        let mut df = vec![0u32; terms.len()];
+        for doc in &docs {
+            for &(t, _) in doc {
+                df[t as usize] += 1;
             }
         }
         let (n, avg) = match stats {
@@ -133,7 +136,7 @@ impl Bm25 {
         for (word, &t) in &terms {
             let df = match stats {
                 Some(s) => s.df.get(word).copied().unwrap_or(0) as f32,
-                None => postings[t as usize].len() as f32,
+                None => df[t as usize] as f32,
             };
             idf[t as usize] = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
         }
@@ -142,14 +145,17 @@ impl Bm25 {
             .iter()
             .map(|&l| K1 * (1.0 - B + B * l as f32 / avg_len))
             .collect();
+        let mut postings: Vec<Vec<(u32, f32)>> =
+            df.iter().map(|&n| Vec::with_capacity(n as usize)).collect();
+        for (d, doc) in docs.iter().enumerate() {
+            for &(t, tf) in doc {
+                let score = term_score(idf[t as usize], tf as f32, norm[d]);
+                postings[t as usize].push((d as u32, score));
+            }
+        }
         let max_score = postings
             .iter()
-            .zip(&idf)
-            .map(|(p, &idf)| {
-                p.iter()
-                    .map(|&(d, tf)| term_score(idf, tf as f32, norm[d as usize]))
-                    .fold(0.0f32, f32::max)
-            })
+            .map(|p| p.iter().map(|&(_, s)| s).fold(0.0f32, f32::max))
             .collect();
         Bm25 {
             postings,
@@ -326,7 +332,7 @@ impl Bm25 {
             sum += self.max_score[*t as usize] as f64;
             bound.push(sum * (1.0 + 1e-5) + 1e-6);
         }
-        let lists: Vec<&[(u32, u16)]> = by_bound
+        let lists: Vec<&[(u32, f32)]> = by_bound
             .iter()
             .map(|t| self.postings[*t as usize].as_slice())
             .collect();
@@ -345,13 +351,49 @@ impl Bm25 {
             let Some(doc) = next else {
                 break;
             };
+            // The document's score from the lists it was found in, on the way past.
+            let mut partial = 0.0f32;
             for i in essential..lists.len() {
-                if lists[i].get(cursor[i]).is_some_and(|&(d, _)| d == doc) {
-                    cursor[i] += 1;
+                if let Some(&(d, score)) = lists[i].get(cursor[i]) {
+                    if d == doc {
+                        cursor[i] += 1;
+                        partial += score;
+                    }
                 }
             }
             if !keep(doc as usize) {
                 continue;
+            }
+            if best.len() == k {
+                // The lesser terms' lists, the heaviest first, until the most they can still
+                // add (with a margin for the rounding of the sum) leaves the document at or
+                // below the k-th: most documents share one or two terms with the query and
+                // are settled here without being scored.
+                let threshold = best[k - 1].0 as f64;
+                let most = |partial: f32, lesser: usize| {
+                    let rest = if lesser > 0 { bound[lesser - 1] } else { 0.0 };
+                    partial as f64 * (1.0 + 1e-5) + 1e-6 + rest
+                };
+                if most(partial, essential) <= threshold {
+                    continue;
+                }
+                let mut settled = false;
+                for j in (0..essential).rev() {
+                    let list = lists[j];
+                    cursor[j] += gallop(&list[cursor[j]..], doc);
+                    if let Some(&(d, score)) = list.get(cursor[j]) {
+                        if d == doc {
+                            partial += score;
+                        }
+                    }
+                    if most(partial, j) <= threshold {
+                        settled = true;
+                        break;
+                    }
+                }
+                if settled {
+                    continue;
+                }
             }
             let entry = (self.score(terms, doc as usize), doc as usize);
             if best.len() == k {
@@ -399,14 +441,12 @@ impl Bm25 {
             }
             let mut touched: Vec<u32> = Vec::new();
             for t in terms {
-                let idf = self.idf[t as usize];
-                for &(d, tf) in &self.postings[t as usize] {
-                    let tf = tf as f32;
+                for &(d, score) in &self.postings[t as usize] {
                     let slot = &mut acc[d as usize];
                     if *slot == 0.0 {
                         touched.push(d);
                     }
-                    *slot += term_score(idf, tf, self.norm[d as usize]);
+                    *slot += score;
                 }
             }
             touched.sort_unstable();
@@ -435,6 +475,18 @@ impl Bm25 {
 
 /// BM25's weight of one term in one document: `idf` of the term, `tf` its count there, `norm`
 /// the document's length normalisation `k1 (1 - b + b len / avg_len)`.
+/// How many postings of `list` (sorted by document) lie before `doc`: galloping, since a
+/// search moves a cursor forward by a little most of the time.
+fn gallop(list: &[(u32, f32)], doc: u32) -> usize {
+    let mut hi = 1;
+    while hi < list.len() && list[hi - 1].0 < doc {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    let hi = hi.min(list.len());
+    lo + list[lo..hi].partition_point(|p| p.0 < doc)
+}
+
 fn term_score(idf: f32, tf: f32, norm: f32) -> f32 {
     idf * tf * (K1 + 1.0) / (tf + norm)
 }
