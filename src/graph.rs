@@ -62,60 +62,51 @@ impl Ord for Found {
 impl FlatGraph {
     /// Copies `hnsw`'s points and links. Its data ids must be `0..n`, as relink gives them.
     pub fn from_hnsw(hnsw: &HnswGraph) -> FlatGraph {
-        let points: Vec<_> = hnsw.get_point_indexation().into_iter().collect();
+        let mut points: Vec<_> = hnsw.get_point_indexation().into_iter().collect();
+        points.par_sort_unstable_by_key(|p| p.get_origin_id());
+        assert!(
+            points
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.get_origin_id() == i),
+            "graph data ids are 0..n"
+        );
         let n = points.len();
         let width = points.first().map_or(0, |p| p.get_v().len());
-        struct Copied {
-            id: usize,
-            level: usize,
-            layers: Vec<Vec<u32>>,
-        }
-        let copied: Vec<Copied> = points
+        // Each point's links, layer by layer, as data ids.
+        let layers: Vec<Vec<Vec<u32>>> = points
             .par_iter()
             .map(|p| {
-                let layers = p
-                    .get_neighborhood_id()
+                let level = p.get_point_id().0 as usize;
+                let mut layers = p.get_neighborhood_id();
+                layers.truncate(level + 1);
+                layers
                     .into_iter()
                     .map(|l| l.iter().map(|nb| nb.d_id as u32).collect())
-                    .collect();
-                Copied {
-                    id: p.get_origin_id(),
-                    level: p.get_point_id().0 as usize,
-                    layers,
-                }
+                    .collect()
             })
             .collect();
-        let mut data = vec![0i8; n * width];
-        for p in &points {
-            let id = p.get_origin_id();
-            assert!(id < n, "graph data ids are 0..n");
-            data[id * width..(id + 1) * width].copy_from_slice(p.get_v());
-        }
+        let mut data = Vec::with_capacity(n * width);
+        points
+            .iter()
+            .for_each(|p| data.extend_from_slice(p.get_v()));
         drop(points);
-        let mut by_id: Vec<Option<Copied>> = (0..n).map(|_| None).collect();
-        let (mut top, mut entry) = (0usize, 0u32);
-        for c in copied {
-            if c.level > top || (c.level == top && (c.id as u32) < entry) {
-                top = c.level;
-                entry = c.id as u32;
-            }
-            let id = c.id;
-            by_id[id] = Some(c);
-        }
         let mut offsets = Vec::with_capacity(n + 1);
         let mut links = Vec::new();
         let mut upper = HashMap::new();
+        let (mut top, mut entry) = (0usize, 0u32);
         offsets.push(0u32);
-        for c in by_id
-            .into_iter()
-            .map(|c| c.expect("every data id has a point"))
-        {
-            let mut layers = c.layers.into_iter();
-            links.extend(layers.next().unwrap_or_default());
+        for (p, point_layers) in layers.into_iter().enumerate() {
+            let mut point_layers = point_layers.into_iter();
+            links.extend(point_layers.next().unwrap_or_default());
             offsets.push(links.len() as u32);
-            let rest: Vec<Vec<u32>> = layers.take(c.level).collect();
+            let rest: Vec<Vec<u32>> = point_layers.collect();
+            // The entry point: the first point of the top layer.
+            if rest.len() > top {
+                (top, entry) = (rest.len(), p as u32);
+            }
             if !rest.is_empty() {
-                upper.insert(c.id as u32, rest);
+                upper.insert(p as u32, rest);
             }
         }
         FlatGraph {

@@ -103,6 +103,14 @@ pub fn quantize(v: &[f32]) -> Vec<i8> {
     out
 }
 
+/// [`quantize`] of a row or a query, without copying it first when it is contiguous.
+fn quantize_view(v: ArrayView1<f32>) -> Vec<i8> {
+    match v.as_slice() {
+        Some(s) => quantize(s),
+        None => quantize(&v.to_vec()),
+    }
+}
+
 /// Bytes before the coordinates of a [`quantize`]d vector: its scale.
 const QUANTIZED_HEADER: usize = 4;
 
@@ -299,8 +307,7 @@ impl VectorIndex {
             {
                 // Serial insertion: the same graph from the same kept graph and texts.
                 for (i, &r) in first_rows.iter().enumerate() {
-                    let row = quantize(vectors.row(r).to_slice().expect("rows are contiguous"));
-                    hnsw.insert_slice((&row, kept + i));
+                    hnsw.insert_slice((&quantize_view(vectors.row(r)), kept + i));
                 }
                 if added > 0 {
                     save_graph(&hnsw, &point_keys, dir, &id_path, &id);
@@ -394,7 +401,7 @@ impl VectorIndex {
         let k = k.min(self.len());
         match &self.graph {
             Some(g) => {
-                let q = quantize(&query.to_vec());
+                let q = quantize_view(query);
                 // Every point the search keeps is compared again in full precision, so a
                 // breadth beyond `k` (ef_search) also makes up for the quantized distances.
                 let ef = g.params.ef_search.max(k);
@@ -612,7 +619,7 @@ fn build_hnsw_rows(
         params.ef_construction,
         QuantizedCosine,
     );
-    let row = |r: usize| quantize(vectors.row(r).to_slice().expect("rows are contiguous"));
+    let row = |r: usize| quantize_view(vectors.row(r));
     if parallel {
         // A block of rows quantized at a time: hnsw_rs copies each into its point, so no copy
         // of every vector is made first (at a million 384-d vectors it would be 388 MB more).

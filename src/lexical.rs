@@ -377,20 +377,13 @@ impl Bm25 {
                 if most(partial, essential) <= threshold {
                     continue;
                 }
-                let mut settled = false;
-                for j in (0..essential).rev() {
-                    let list = lists[j];
-                    cursor[j] += gallop(&list[cursor[j]..], doc);
-                    if let Some(&(d, score)) = list.get(cursor[j]) {
-                        if d == doc {
-                            partial += score;
-                        }
+                let settled = (0..essential).rev().any(|j| {
+                    cursor[j] += gallop(&lists[j][cursor[j]..], doc);
+                    if lists[j].get(cursor[j]).is_some_and(|&(d, _)| d == doc) {
+                        partial += lists[j][cursor[j]].1;
                     }
-                    if most(partial, j) <= threshold {
-                        settled = true;
-                        break;
-                    }
-                }
+                    most(partial, j) <= threshold
+                });
                 if settled {
                     continue;
                 }
