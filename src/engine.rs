@@ -261,6 +261,7 @@ pub fn embed_with_cache_keeping(
     if !missing.is_empty() {
         // A cache that cannot be written would throw the embedding away: find out first.
         cache.ensure_writable()?;
+        cache.reserve(missing.len());
         let mut embedder = choice.load(&model_id)?;
         stats.model_loaded = true;
         let bar = progress_bar(missing.len(), "embed", show_progress);

@@ -457,7 +457,21 @@ pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<(FileStamp, u64), Writ
 /// Writes a file relink owns (state, reports) through a temporary file and a rename. A new file
 /// gets the mode the umask gives, as any other program's output; an existing one keeps its mode.
 pub fn write_new(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let temp = temp_beside(path, contents)?;
+    write_new_with(path, |w| w.write_all(contents))
+}
+
+/// [`write_new`], with the contents written by `fill` through a buffer, so that a large file
+/// (the per-file records of a million articles) is never held whole in memory.
+pub fn write_new_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut temp = temp_beside(path, &[])?;
+    {
+        let mut w = io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+        fill(&mut w)?;
+        w.flush()?;
+    }
     let mode = match fs::metadata(path) {
         Ok(m) => m.mode() & 0o7777,
         Err(_) => 0o666 & !umask(),

@@ -20,6 +20,9 @@ use rayon::prelude::*;
 
 use crate::index::{HnswGraph, QuantizedCosine};
 
+/// Points whose links [`FlatGraph::from_hnsw`] gathers at a time.
+const LINK_BLOCK: usize = 65_536;
+
 /// A searchable copy of an HNSW graph. Point `p` is hnsw_rs's data id `p`.
 pub struct FlatGraph {
     /// Length of one point's quantized vector.
@@ -61,7 +64,7 @@ impl Ord for Found {
 
 impl FlatGraph {
     /// Copies `hnsw`'s points and links. Its data ids must be `0..n`, as relink gives them.
-    pub fn from_hnsw(hnsw: &HnswGraph) -> FlatGraph {
+    pub fn from_hnsw(hnsw: HnswGraph) -> FlatGraph {
         let mut points: Vec<_> = hnsw.get_point_indexation().into_iter().collect();
         points.par_sort_unstable_by_key(|p| p.get_origin_id());
         assert!(
@@ -73,42 +76,51 @@ impl FlatGraph {
         );
         let n = points.len();
         let width = points.first().map_or(0, |p| p.get_v().len());
-        // Each point's links, layer by layer, as data ids.
-        let layers: Vec<Vec<Vec<u32>>> = points
-            .par_iter()
-            .map(|p| {
-                let level = p.get_point_id().0 as usize;
-                let mut layers = p.get_neighborhood_id();
-                layers.truncate(level + 1);
-                layers
-                    .into_iter()
-                    .map(|l| l.iter().map(|nb| nb.d_id as u32).collect())
-                    .collect()
-            })
-            .collect();
         let mut data = Vec::with_capacity(n * width);
         points
             .iter()
             .for_each(|p| data.extend_from_slice(p.get_v()));
-        drop(points);
         let mut offsets = Vec::with_capacity(n + 1);
         let mut links = Vec::new();
         let mut upper = HashMap::new();
         let (mut top, mut entry) = (0usize, 0u32);
         offsets.push(0u32);
-        for (p, point_layers) in layers.into_iter().enumerate() {
-            let mut point_layers = point_layers.into_iter();
-            links.extend(point_layers.next().unwrap_or_default());
-            offsets.push(links.len() as u32);
-            let rest: Vec<Vec<u32>> = point_layers.collect();
-            // The entry point: the first point of the top layer.
-            if rest.len() > top {
-                (top, entry) = (rest.len(), p as u32);
-            }
-            if !rest.is_empty() {
-                upper.insert(p as u32, rest);
+        // Block by block, each block's links gathered in parallel: every point's links
+        // gathered at once were a second copy of the graph held beside hnsw_rs's own.
+        for (b, block) in points.chunks(LINK_BLOCK).enumerate() {
+            // Each point's links, layer by layer, as data ids.
+            let layers: Vec<Vec<Vec<u32>>> = block
+                .par_iter()
+                .map(|p| {
+                    let level = p.get_point_id().0 as usize;
+                    let mut layers = p.get_neighborhood_id();
+                    layers.truncate(level + 1);
+                    layers
+                        .into_iter()
+                        .map(|l| l.iter().map(|nb| nb.d_id as u32).collect())
+                        .collect()
+                })
+                .collect();
+            for (j, point_layers) in layers.into_iter().enumerate() {
+                let p = b * LINK_BLOCK + j;
+                let mut point_layers = point_layers.into_iter();
+                links.extend(point_layers.next().unwrap_or_default());
+                offsets.push(links.len() as u32);
+                let rest: Vec<Vec<u32>> = point_layers.collect();
+                // The entry point: the first point of the top layer.
+                if rest.len() > top {
+                    (top, entry) = (rest.len(), p as u32);
+                }
+                if !rest.is_empty() {
+                    upper.insert(p as u32, rest);
+                }
             }
         }
+        drop(points);
+        drop(hnsw);
+        // hnsw_rs's structure is millions of small allocations: what they leave on the heap
+        // would otherwise stay in the process until the end of the run.
+        crate::alloc::release_freed_memory();
         FlatGraph {
             width,
             data,
@@ -298,7 +310,7 @@ mod tests {
     #[test]
     fn the_copy_holds_every_point_and_finds_the_nearest() {
         let v = random_unit_vectors(1500, 32, 5);
-        let flat = FlatGraph::from_hnsw(&build_hnsw(&v, HnswParams::default(), false));
+        let flat = FlatGraph::from_hnsw(build_hnsw(&v, HnswParams::default(), false));
         assert_eq!(flat.len(), 1500);
         for p in [0u32, 700, 1499] {
             assert_eq!(
@@ -329,7 +341,7 @@ mod tests {
     #[test]
     fn points_left_out_are_walked_through_never_returned() {
         let v = random_unit_vectors(1200, 24, 6);
-        let flat = FlatGraph::from_hnsw(&build_hnsw(&v, HnswParams::default(), false));
+        let flat = FlatGraph::from_hnsw(build_hnsw(&v, HnswParams::default(), false));
         let live = |p: u32| !p.is_multiple_of(3);
         let mut hits = 0;
         for q in (0..1200).step_by(12) {
@@ -353,7 +365,7 @@ mod tests {
     #[test]
     fn searches_on_many_threads_agree_with_one() {
         let v = random_unit_vectors(800, 16, 7);
-        let flat = FlatGraph::from_hnsw(&build_hnsw(&v, HnswParams::default(), false));
+        let flat = FlatGraph::from_hnsw(build_hnsw(&v, HnswParams::default(), false));
         let q: Vec<Vec<i8>> = (0..800)
             .map(|r| quantize(v.row(r).to_slice().unwrap()))
             .collect();

@@ -478,6 +478,8 @@ fn build_engine(
         relink::state::ArticleRecords::default()
     };
     let (corpus, parsed, lock) = read_locked(path, common, &resolved, &records, writes, command)?;
+    // The corpus holds its own copy of every article taken from a record.
+    drop(records);
     let kept =
         relink::selective::Kept::load(&resolved.engine.state_dir, &corpus.root, &corpus.articles);
     let mut timings = Timings::default();

@@ -179,15 +179,24 @@ impl ArticleRecords {
     /// Reads the records in `state_dir`; none, another version's, or a damaged file is no
     /// records (and a damaged line is skipped).
     pub fn load(state_dir: &Path) -> ArticleRecords {
+        use std::io::BufRead;
         let mut out = ArticleRecords::default();
-        let Ok(text) = crate::fsutil::read_regular_string(&state_dir.join(ARTICLE_RECORDS)) else {
+        let Ok(file) = crate::fsutil::open_regular(&state_dir.join(ARTICLE_RECORDS)) else {
             return out;
         };
-        let Some(body) = text.strip_prefix(&records_header()) else {
-            return out;
-        };
-        for line in body.lines() {
-            if let Ok(r) = serde_json::from_str::<RecordLine>(line) {
+        // Line by line: the file of a million articles is most of a gigabyte.
+        let mut lines = std::io::BufReader::with_capacity(1 << 20, file).lines();
+        let header = records_header();
+        match lines.next() {
+            Some(Ok(first)) if first == header.trim_end_matches('\n') => {}
+            _ => return out,
+        }
+        for line in lines {
+            let Ok(line) = line else {
+                // Not UTF-8 or unreadable from here on: the records read so far are whole.
+                break;
+            };
+            if let Ok(r) = serde_json::from_str::<RecordLine>(&line) {
                 out.by_path.insert(r.path, (r.stamp, r.article));
             }
         }
@@ -220,37 +229,39 @@ impl ArticleRecords {
         articles: &[Article],
         written: &HashMap<usize, (FileStamp, u64, u64)>,
     ) -> std::io::Result<()> {
-        let mut text = records_header();
-        for (i, a) in articles.iter().enumerate() {
-            let Source::File(path) = &a.source else {
-                continue;
-            };
-            let mut a = a.clone();
-            let stamp = match written.get(&i) {
-                Some(&(stamp, content_hash, related_hash)) => {
-                    a.content_hash = content_hash;
-                    a.related_hash = related_hash;
-                    stamp
+        crate::fsutil::write_new_with(&state_dir.join(ARTICLE_RECORDS), |w| {
+            w.write_all(records_header().as_bytes())?;
+            for (i, a) in articles.iter().enumerate() {
+                let Source::File(path) = &a.source else {
+                    continue;
+                };
+                let mut a = a.clone();
+                let stamp = match written.get(&i) {
+                    Some(&(stamp, content_hash, related_hash)) => {
+                        a.content_hash = content_hash;
+                        a.related_hash = related_hash;
+                        stamp
+                    }
+                    None => match a.stamp {
+                        Some(s) => s,
+                        None => continue,
+                    },
+                };
+                let line = RecordLine {
+                    path: path
+                        .strip_prefix(root)
+                        .unwrap_or(path)
+                        .to_string_lossy()
+                        .into_owned(),
+                    stamp: stamp_fields(stamp),
+                    article: a,
+                };
+                if let Ok(json) = serde_json::to_string(&line) {
+                    w.write_all(json.as_bytes())?;
+                    w.write_all(b"\n")?;
                 }
-                None => match a.stamp {
-                    Some(s) => s,
-                    None => continue,
-                },
-            };
-            let line = RecordLine {
-                path: path
-                    .strip_prefix(root)
-                    .unwrap_or(path)
-                    .to_string_lossy()
-                    .into_owned(),
-                stamp: stamp_fields(stamp),
-                article: a,
-            };
-            if let Ok(json) = serde_json::to_string(&line) {
-                text.push_str(&json);
-                text.push('\n');
             }
-        }
-        crate::fsutil::write_new(&state_dir.join(ARTICLE_RECORDS), text.as_bytes())
+            Ok(())
+        })
     }
 }
