@@ -120,7 +120,7 @@ impl EmbeddingCache {
         }
         let record = cache.record_len();
         let body = size.saturating_sub(header.len());
-        let mut torn = body % record != 0;
+        let mut torn = !body.is_multiple_of(record);
         cache.data.reserve_exact(body / record * dim);
         cache.rows.reserve(body / record);
         let mut rec = vec![0u8; record];
