@@ -147,6 +147,9 @@ fn records_header() -> String {
     format!("relink-articles {} 2\n", env!("CARGO_PKG_VERSION"))
 }
 
+/// Records parsed, or serialised, at a time.
+const RECORDS_BLOCK: usize = 16_384;
+
 /// One line of the record file.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RecordLine {
@@ -191,15 +194,30 @@ impl ArticleRecords {
             Some(Ok(first)) if first == header.trim_end_matches('\n') => {}
             _ => return out,
         }
+        use rayon::prelude::*;
+        let mut block: Vec<String> = Vec::with_capacity(RECORDS_BLOCK);
+        let mut parse = |block: &mut Vec<String>| {
+            // Parsed on every core, a block at a time.
+            let records: Vec<RecordLine> = block
+                .par_iter()
+                .filter_map(|line| serde_json::from_str::<RecordLine>(line).ok())
+                .collect();
+            for r in records {
+                out.by_path.insert(r.path, (r.stamp, r.article));
+            }
+            block.clear();
+        };
         for line in lines {
             let Ok(line) = line else {
                 // Not UTF-8 or unreadable from here on: the records read so far are whole.
                 break;
             };
-            if let Ok(r) = serde_json::from_str::<RecordLine>(&line) {
-                out.by_path.insert(r.path, (r.stamp, r.article));
+            block.push(line);
+            if block.len() == RECORDS_BLOCK {
+                parse(&mut block);
             }
         }
+        parse(&mut block);
         out
     }
 
@@ -229,35 +247,43 @@ impl ArticleRecords {
         articles: &[Article],
         written: &HashMap<usize, (FileStamp, u64, u64)>,
     ) -> std::io::Result<()> {
+        use rayon::prelude::*;
+        let line_of = |(i, a): (usize, &Article)| -> Option<String> {
+            let Source::File(path) = &a.source else {
+                return None;
+            };
+            let mut a = a.clone();
+            let stamp = match written.get(&i) {
+                Some(&(stamp, content_hash, related_hash)) => {
+                    a.content_hash = content_hash;
+                    a.related_hash = related_hash;
+                    stamp
+                }
+                None => a.stamp?,
+            };
+            let line = RecordLine {
+                path: path
+                    .strip_prefix(root)
+                    .unwrap_or(path)
+                    .to_string_lossy()
+                    .into_owned(),
+                stamp: stamp_fields(stamp),
+                article: a,
+            };
+            serde_json::to_string(&line).ok()
+        };
         crate::fsutil::write_new_with(&state_dir.join(ARTICLE_RECORDS), |w| {
             w.write_all(records_header().as_bytes())?;
-            for (i, a) in articles.iter().enumerate() {
-                let Source::File(path) = &a.source else {
-                    continue;
-                };
-                let mut a = a.clone();
-                let stamp = match written.get(&i) {
-                    Some(&(stamp, content_hash, related_hash)) => {
-                        a.content_hash = content_hash;
-                        a.related_hash = related_hash;
-                        stamp
-                    }
-                    None => match a.stamp {
-                        Some(s) => s,
-                        None => continue,
-                    },
-                };
-                let line = RecordLine {
-                    path: path
-                        .strip_prefix(root)
-                        .unwrap_or(path)
-                        .to_string_lossy()
-                        .into_owned(),
-                    stamp: stamp_fields(stamp),
-                    article: a,
-                };
-                if let Ok(json) = serde_json::to_string(&line) {
-                    w.write_all(json.as_bytes())?;
+            // A block of records is serialised on every core, then written in order: never
+            // all of them in memory at once.
+            for (b, block) in articles.chunks(RECORDS_BLOCK).enumerate() {
+                let lines: Vec<Option<String>> = block
+                    .par_iter()
+                    .enumerate()
+                    .map(|(j, a)| line_of((b * RECORDS_BLOCK + j, a)))
+                    .collect();
+                for line in lines.into_iter().flatten() {
+                    w.write_all(line.as_bytes())?;
                     w.write_all(b"\n")?;
                 }
             }
