@@ -66,9 +66,9 @@ pub struct EmbeddingCache {
     dim: usize,
     /// key -> its vector's row in `data`
     rows: HashMap<u128, usize>,
-    /// The vectors, `dim` floats each, one block: a vector apiece cost a separate allocation,
-    /// and at a million vectors the heap they left behind when freed was 1.5 GB of the run's
-    /// peak memory.
+    /// The vectors, `dim` floats each, one block: a vector apiece was an allocation of its own
+    /// (1.5 GB of them at a million), and what they left on the heap when freed stayed under
+    /// everything the run allocated after.
     data: Vec<f32>,
     /// Records appended by this process, not yet on disk.
     pending: Vec<u128>,

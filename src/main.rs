@@ -758,8 +758,8 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
         stages.join(", "),
         start.elapsed().as_secs_f64()
     )?;
-    // The process ends next, and the system takes its memory back at once: freeing a million
-    // articles, their vectors and the graph one allocation at a time took seconds.
+    // The process ends next, and the system takes its memory back at once, instead of a million
+    // articles, their vectors and the graph being freed one allocation at a time.
     std::mem::forget(engine);
     Ok(if bad > 0 {
         ExitCode::from(1)
