@@ -275,12 +275,15 @@ impl EmbeddingCache {
         kept.sort_unstable_by_key(|&(_, row)| row);
         // Rows move down in place, in their order, so no second block is needed.
         let dim = self.dim;
-        for (to, &(key, from)) in kept.iter().enumerate() {
+        for (to, &(_, from)) in kept.iter().enumerate() {
             self.data
                 .copy_within(from * dim..(from + 1) * dim, to * dim);
-            self.rows.insert(key, to);
         }
-        self.rows.retain(|k, _| keep.contains(k));
+        self.rows = kept
+            .iter()
+            .enumerate()
+            .map(|(to, &(key, _))| (key, to))
+            .collect();
         self.data.truncate(kept.len() * dim);
         self.data.shrink_to_fit();
         self.rewrite()?;

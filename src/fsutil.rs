@@ -457,7 +457,7 @@ pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<(FileStamp, u64), Writ
 /// Writes a file relink owns (state, reports) through a temporary file and a rename. A new file
 /// gets the mode the umask gives, as any other program's output; an existing one keeps its mode.
 pub fn write_new(path: &Path, contents: &[u8]) -> io::Result<()> {
-    write_new_with(path, |w| w.write_all(contents))
+    persist_new(temp_beside(path, contents)?, path)
 }
 
 /// [`write_new`], with the contents written by `fill` through a buffer, so that a large file
@@ -472,6 +472,12 @@ pub fn write_new_with(
         fill(&mut w)?;
         w.flush()?;
     }
+    persist_new(temp, path)
+}
+
+/// Gives `temp` the mode of the file at `path` (or the umask's for a new one), syncs it and
+/// renames it there.
+fn persist_new(temp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
     let mode = match fs::metadata(path) {
         Ok(m) => m.mode() & 0o7777,
         Err(_) => 0o666 & !umask(),

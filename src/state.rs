@@ -179,8 +179,8 @@ pub struct ArticleRecords {
 }
 
 impl ArticleRecords {
-    /// Reads the records in `state_dir`; none, another version's, or a damaged file is no
-    /// records (and a damaged line is skipped).
+    /// Reads the records in `state_dir`; none or another version's is no records (a damaged
+    /// line is skipped, and reading stops at a line that is not UTF-8).
     pub fn load(state_dir: &Path) -> ArticleRecords {
         use std::io::BufRead;
         let mut out = ArticleRecords::default();
@@ -248,7 +248,7 @@ impl ArticleRecords {
         written: &HashMap<usize, (FileStamp, u64, u64)>,
     ) -> std::io::Result<()> {
         use rayon::prelude::*;
-        let line_of = |(i, a): (usize, &Article)| -> Option<String> {
+        let line_of = |i: usize, a: &Article| -> Option<String> {
             let Source::File(path) = &a.source else {
                 return None;
             };
@@ -280,7 +280,7 @@ impl ArticleRecords {
                 let lines: Vec<Option<String>> = block
                     .par_iter()
                     .enumerate()
-                    .map(|(j, a)| line_of((b * RECORDS_BLOCK + j, a)))
+                    .map(|(j, a)| line_of(b * RECORDS_BLOCK + j, a))
                     .collect();
                 for line in lines.into_iter().flatten() {
                     w.write_all(line.as_bytes())?;
