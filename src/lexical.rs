@@ -466,8 +466,6 @@ impl Bm25 {
     }
 }
 
-/// BM25's weight of one term in one document: `idf` of the term, `tf` its count there, `norm`
-/// the document's length normalisation `k1 (1 - b + b len / avg_len)`.
 /// How many postings of `list` (sorted by document) lie before `doc`: galloping, since a
 /// search moves a cursor forward by a little most of the time.
 fn gallop(list: &[(u32, f32)], doc: u32) -> usize {
@@ -480,6 +478,8 @@ fn gallop(list: &[(u32, f32)], doc: u32) -> usize {
     lo + list[lo..hi].partition_point(|p| p.0 < doc)
 }
 
+/// BM25's weight of one term in one document: `idf` of the term, `tf` its count there, `norm`
+/// the document's length normalisation `k1 (1 - b + b len / avg_len)`.
 fn term_score(idf: f32, tf: f32, norm: f32) -> f32 {
     idf * tf * (K1 + 1.0) / (tf + norm)
 }
