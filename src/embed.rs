@@ -487,17 +487,6 @@ pub fn model_dim(dir: &Path) -> Result<usize, EmbedError> {
         })
 }
 
-/// Runs `f`, turning a panic into `None` without printing it: for libraries that panic on
-/// damaged input files (rust-bert on a bad config, hnsw_rs on a bad dump), where a damaged file
-/// is expected and gets its own message.
-pub fn catch_quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    result.ok()
-}
-
 /// Scales every row to unit length (rows of zeros stay zero).
 pub fn normalize_rows(m: &mut Array2<f32>) {
     for mut row in m.rows_mut() {

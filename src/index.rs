@@ -2,9 +2,9 @@
 //!
 //! Exact search is the yardstick for the index's recall and the default for corpora small
 //! enough that it is fast ([`EXACT_UP_TO`] articles). Above that, an HNSW graph finds the
-//! candidates: hnsw_rs builds, extends and saves it over 8-bit copies of the vectors
-//! ([`quantize`]), and relink searches a flat copy of it ([`crate::graph`]); every point the
-//! search keeps is compared again in full precision, so both modes report the same cosines.
+//! candidates: hnsw_rs builds it over 8-bit copies of the vectors ([`quantize`]), and relink
+//! searches, extends and keeps a flat copy of it ([`crate::graph`]); every point the search
+//! keeps is compared again in full precision, so both modes report the same cosines.
 //! Results are ordered by cosine, ties broken by position, and never depend on thread timing
 //! up to [`PARALLEL_BUILD_ABOVE`] vectors: there the graph is built by serial insertion with
 //! hnsw_rs's fixed-seed level generator, which makes the graph itself the same on every run.
@@ -13,12 +13,11 @@
 
 use std::path::Path;
 
-use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{Distance, Hnsw};
 use ndarray::{Array2, ArrayView1};
 use rayon::prelude::*;
 
-use crate::graph::FlatGraph;
+use crate::graph::{level_of, FlatGraph};
 
 /// Corpora up to this size are searched exactly unless told otherwise: 20,000 x 20,000 dot
 /// products of 384 floats take about a second on 2 cores.
@@ -136,7 +135,7 @@ impl Distance<i8> for QuantizedCosine {
 pub type HnswGraph = Hnsw<'static, i8, QuantizedCosine>;
 
 /// Integer dot product of 8-bit vectors (exact: 384 x 127 x 127 fits an `i32` many times).
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -269,12 +268,13 @@ impl VectorIndex {
     }
 
     /// Like [`build`](Self::build), with one point per distinct text (`keys[row]`, the text's
-    /// cache key) and the graph kept in `dir` (`index.hnsw.graph`, `index.hnsw.data`,
-    /// `index.keys` with each point's key, and `index.id` naming the model, the parameters and
-    /// each file's size and checksum). A kept graph of the same model and parameters is loaded
-    /// and brought up to date: texts it lacks are inserted, texts no row holds are masked, and
-    /// the graph is saved again; beyond [`MASKED_SHARE_LIMIT`] it is rebuilt. Any problem with
-    /// the stored files means a rebuild, never a failure.
+    /// cache key) and the graph kept in `dir` (`index.graph`, the flat graph in
+    /// [`FlatGraph::write`]'s format; `index.keys` with each point's key; and `index.id` naming
+    /// the model, the parameters and each file's size and checksum). A kept graph of the same
+    /// model and parameters is loaded and brought up to date: texts it lacks are inserted
+    /// ([`FlatGraph::insert`]), texts no row holds are masked, and the graph is saved again;
+    /// beyond [`MASKED_SHARE_LIMIT`] it is rebuilt. Any problem with the stored files means a
+    /// rebuild, never a failure.
     pub fn build_or_load(
         vectors: Array2<f32>,
         keys: &[u128],
@@ -293,32 +293,35 @@ impl VectorIndex {
             );
         }
         let id = format!(
-            "relink-hnsw 4 i8 {} {} {} {}\n",
+            "relink-hnsw 5 i8 {} {} {} {}\n",
             model_id.replace(['\n', ' '], "_"),
             vectors.ncols(),
             params.m,
             params.ef_construction
         );
         let id_path = dir.join("index.id");
-        if let Some((hnsw, mut point_keys)) = load_graph(dir, &id_path, &id) {
+        let width = QUANTIZED_HEADER + vectors.ncols();
+        if let Some((mut flat, mut point_keys)) = load_graph(dir, &id_path, &id, width) {
             let kept = point_keys.len();
             let (rows, first_rows) = assign_points(&mut point_keys, keys);
             let masked = rows.iter().filter(|r| r.is_empty()).count();
             let added = first_rows.len();
             if (masked as f64) <= MASKED_SHARE_LIMIT * point_keys.len() as f64 && added * 2 <= kept
             {
-                // Serial insertion: the same graph from the same kept graph and texts.
+                // Serial insertion, each text at the layer its key draws: the same graph from
+                // the same kept graph and texts.
                 for (i, &r) in first_rows.iter().enumerate() {
-                    hnsw.insert_slice((&quantize_view(vectors.row(r)), kept + i));
+                    let level = level_of(point_keys[kept + i], params.m);
+                    flat.insert(
+                        &quantize_view(vectors.row(r)),
+                        level,
+                        params.ef_construction,
+                    );
                 }
                 if added > 0 {
-                    save_graph(&hnsw, &point_keys, dir, &id_path, &id);
+                    save_graph(&flat, &point_keys, dir, &id_path, &id);
                 }
-                let graph = Graph {
-                    flat: FlatGraph::from_hnsw(hnsw),
-                    params,
-                    rows,
-                };
+                let graph = Graph { flat, params, rows };
                 return (
                     VectorIndex {
                         vectors,
@@ -335,21 +338,17 @@ impl VectorIndex {
         // A new graph: one point per distinct text, in order of first appearance.
         let mut point_keys = Vec::new();
         let (rows, first_rows) = assign_points(&mut point_keys, keys);
-        let hnsw = build_hnsw_rows(
+        let flat = FlatGraph::from_hnsw(build_hnsw_rows(
             &vectors,
             &first_rows,
             params,
             parallel_build(first_rows.len()),
-        );
-        save_graph(&hnsw, &point_keys, dir, &id_path, &id);
+        ));
+        save_graph(&flat, &point_keys, dir, &id_path, &id);
         (
             VectorIndex {
                 vectors,
-                graph: Some(Graph {
-                    flat: FlatGraph::from_hnsw(hnsw),
-                    params,
-                    rows,
-                }),
+                graph: Some(Graph { flat, params, rows }),
             },
             GraphReuse::default(),
         )
@@ -500,17 +499,30 @@ impl VectorIndex {
 }
 
 /// Loads the graph kept in `dir` when `index.id` names the graph wanted (`id`) and every file
-/// still has the size and checksum recorded when it was written: hnsw_rs trusts the counts in
-/// its files (a damaged count once made it ask for petabytes and abort), so nothing reaches it
-/// unchecked. `None` on any doubt or error (a panic inside hnsw_rs included).
-fn load_graph(dir: &Path, id_path: &Path, id: &str) -> Option<(HnswGraph, Vec<u128>)> {
+/// still has the size and checksum recorded when it was written, its points `width` bytes.
+/// `None` on any doubt or error.
+fn load_graph(
+    dir: &Path,
+    id_path: &Path,
+    id: &str,
+    width: usize,
+) -> Option<(FlatGraph, Vec<u128>)> {
     let recorded = crate::fsutil::read_regular_string(id_path).ok()?;
-    let files = recorded.strip_prefix(id)?;
-    let mut expected = String::new();
-    for name in DUMP_FILES {
-        expected.push_str(&dump_file_line(dir, name)?);
+    let mut lines = recorded.strip_prefix(id)?.lines();
+    let graph_line = lines.next()?;
+    if lines.next()? != dump_file_line(dir, KEYS_FILE)?.trim_end() || lines.next().is_some() {
+        return None;
     }
-    if files != expected {
+    let mut fields = graph_line.strip_prefix(GRAPH_FILE)?.split_whitespace();
+    let size: u64 = fields.next()?.parse().ok()?;
+    let hash = u64::from_str_radix(fields.next()?, 16).ok()?;
+    let file = crate::fsutil::open_regular(&dir.join(GRAPH_FILE)).ok()?;
+    if file.metadata().ok()?.len() != size {
+        return None;
+    }
+    let (flat, read_hash) =
+        FlatGraph::read(std::io::BufReader::with_capacity(1 << 20, file), size).ok()?;
+    if read_hash != hash || (!flat.is_empty() && flat.width() != width) {
         return None;
     }
     let keys: Vec<u128> = crate::fsutil::read_regular(&dir.join(KEYS_FILE))
@@ -518,15 +530,7 @@ fn load_graph(dir: &Path, id_path: &Path, id: &str) -> Option<(HnswGraph, Vec<u1
         .chunks_exact(16)
         .map(|c| u128::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    // A damaged file is expected here, not a bug: keep the panic message off the terminal.
-    let hnsw = crate::embed::catch_quietly(|| {
-        // The loaded graph borrows its loader for its whole life; one small loader per process
-        // is leaked to give it that life.
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, "index")));
-        io.load_hnsw::<i8, QuantizedCosine>().ok()
-    })
-    .flatten()?;
-    (hnsw.get_nb_point() == keys.len()).then_some((hnsw, keys))
+    (flat.len() == keys.len()).then_some((flat, keys))
 }
 
 /// Gives every row the point of its text key: the point already in `point_keys`, or a new one
@@ -555,8 +559,12 @@ fn assign_points(point_keys: &mut Vec<u128>, keys: &[u128]) -> (Vec<Vec<u32>>, V
 /// Each point's text key, in point order.
 const KEYS_FILE: &str = "index.keys";
 
-/// The files of a kept graph, as named in `index.id`.
-const DUMP_FILES: [&str; 3] = ["index.hnsw.graph", "index.hnsw.data", KEYS_FILE];
+/// The graph, as [`FlatGraph::write`] writes it.
+const GRAPH_FILE: &str = "index.graph";
+
+/// hnsw_rs's dump of the graph, kept before relink wrote its own format: removed when a graph
+/// is saved.
+const OLD_DUMP_FILES: [&str; 2] = ["index.hnsw.graph", "index.hnsw.data"];
 
 /// Size and xxh3 of a kept graph's file, as `index.id` records them.
 fn dump_file_line(dir: &Path, name: &str) -> Option<String> {
@@ -568,38 +576,33 @@ fn dump_file_line(dir: &Path, name: &str) -> Option<String> {
     ))
 }
 
-/// Dumps the graph and its keys into `dir` and then writes its identity with every file's size
-/// and checksum, so a dump cut short by a kill or damaged later is never loaded (the identity
-/// is removed first and written last). A failed dump only costs the next run a rebuild.
-fn save_graph(hnsw: &HnswGraph, keys: &[u128], dir: &Path, id_path: &Path, id: &str) {
-    use hnsw_rs::api::AnnT;
+/// Writes the graph and its keys into `dir` and then its identity with every file's size and
+/// checksum, so a file cut short by a kill or damaged later is never loaded (the identity is
+/// removed first and written last). A failed save only costs the next run a rebuild.
+fn save_graph(flat: &FlatGraph, keys: &[u128], dir: &Path, id_path: &Path, id: &str) {
     let _ = std::fs::remove_file(id_path);
     if std::fs::create_dir_all(dir).is_err() {
         return;
+    }
+    for old in OLD_DUMP_FILES {
+        let _ = std::fs::remove_file(dir.join(old));
     }
     let key_bytes: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
     if crate::fsutil::write_new(&dir.join(KEYS_FILE), &key_bytes).is_err() {
         return;
     }
-    // hnsw_rs picks another name when it thinks the old files are in use (a graph it loaded
-    // itself): dump under a name of relink's and rename the files into place.
-    let Ok(name) = hnsw.file_dump(dir, "index-new") else {
+    let mut written = None;
+    let saved = crate::fsutil::write_new_with(&dir.join(GRAPH_FILE), |w| {
+        written = Some(flat.write(w)?);
+        Ok(())
+    });
+    let (Ok(()), Some((size, hash))) = (saved, written) else {
         return;
     };
-    for part in ["hnsw.graph", "hnsw.data"] {
-        let from = dir.join(format!("{name}.{part}"));
-        if std::fs::rename(&from, dir.join(format!("index.{part}"))).is_err() {
-            let _ = std::fs::remove_file(from);
-            return;
-        }
-    }
-    let mut record = id.to_string();
-    for file in DUMP_FILES {
-        match dump_file_line(dir, file) {
-            Some(line) => record.push_str(&line),
-            None => return,
-        }
-    }
+    let Some(keys_line) = dump_file_line(dir, KEYS_FILE) else {
+        return;
+    };
+    let record = format!("{id}{GRAPH_FILE} {size} {hash:016x}\n{keys_line}");
     let _ = crate::fsutil::write_new(id_path, record.as_bytes());
 }
 
@@ -611,9 +614,9 @@ fn build_hnsw_rows(
     parallel: bool,
 ) -> HnswGraph {
     let n = rows.len().max(1);
-    // hnsw_rs only dumps graphs allocated with its full 16 layers; the level generator rarely
-    // goes past a few of them anyway.
-    let max_layer = 16;
+    // The layers a point inserted later into the flat copy can reach; the level generator
+    // rarely goes past a few of them anyway.
+    let max_layer = crate::graph::MAX_LAYERS;
     let hnsw = HnswGraph::new(
         params.m,
         n,

@@ -235,7 +235,8 @@ fn leftover_temporary_files_are_removed() {
     assert!(d.join(".tmp123456").exists());
 }
 
-/// Item 7: a damaged or truncated graph dump is rebuilt, never handed to hnsw_rs.
+/// Item 7: a damaged or truncated graph is rebuilt, never searched; one whose recorded
+/// checksum was made to match its damage is refused by its own checks, without a crash.
 #[test]
 fn a_damaged_graph_dump_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
@@ -243,12 +244,25 @@ fn a_damaged_graph_dump_is_rebuilt() {
     let p = d.to_str().unwrap();
     let out = relink(&["refresh", p, "--quiet", "--search", "hnsw"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let graph = d.join(".relink/index.hnsw.graph");
-    let data = d.join(".relink/index.hnsw.data");
+    let graph = d.join(".relink/index.graph");
+    let keys = d.join(".relink/index.keys");
     let good_graph = fs::read(&graph).unwrap();
-    let good_data = fs::read(&data).unwrap();
+    let good_keys = fs::read(&keys).unwrap();
+    // The point count (bytes 24..32 of the header) made huge, and index.id told so.
+    let mut huge = good_graph.clone();
+    huge[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+    let record_for = |bytes: &[u8]| {
+        let id = fs::read_to_string(d.join(".relink/index.id")).unwrap();
+        let (head, rest) = id.split_once("index.graph ").unwrap();
+        let keys_line = rest.split_once('\n').unwrap().1;
+        format!(
+            "{head}index.graph {} {:016x}\n{keys_line}",
+            bytes.len(),
+            xxhash_rust::xxh3::xxh3_64(bytes)
+        )
+    };
     let damages: Vec<(PathBuf, Vec<u8>)> = vec![
-        // Same size, counts overwritten with large numbers.
+        // Same size, bytes overwritten with large numbers.
         (graph.clone(), {
             let mut g = good_graph.clone();
             for b in g.iter_mut().skip(8).step_by(5) {
@@ -256,8 +270,10 @@ fn a_damaged_graph_dump_is_rebuilt() {
             }
             g
         }),
-        (data.clone(), good_data[..good_data.len() / 2].to_vec()),
-        (data.clone(), Vec::new()),
+        (graph.clone(), good_graph[..good_graph.len() / 2].to_vec()),
+        (graph.clone(), Vec::new()),
+        (keys.clone(), good_keys[..good_keys.len() / 2].to_vec()),
+        (d.join(".relink/index.id"), record_for(&huge).into_bytes()),
     ];
     // A touched article makes each run read the corpus and open the graph (an untouched folder
     // is answered from the files' stamps alone).
@@ -270,6 +286,9 @@ fn a_damaged_graph_dump_is_rebuilt() {
             .unwrap()
     };
     for (path, bytes) in damages {
+        if path.ends_with("index.id") {
+            fs::write(&graph, &huge).unwrap();
+        }
         fs::write(&path, &bytes).unwrap();
         touch();
         let out = relink(&["refresh", p, "--search", "hnsw"]);

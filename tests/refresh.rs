@@ -736,7 +736,7 @@ fn the_hnsw_graph_is_kept_extended_and_masked_and_rebuilt_past_the_limit() {
     let build = || build_in(&state);
     let first = build();
     assert!(first.index.is_hnsw() && !first.graph.kept);
-    assert!(state.join("index.hnsw.graph").is_file() && state.join("index.id").is_file());
+    assert!(state.join("index.graph").is_file() && state.join("index.id").is_file());
     let second = build();
     assert_eq!(
         second.graph,
@@ -776,7 +776,7 @@ fn the_hnsw_graph_is_kept_extended_and_masked_and_rebuilt_past_the_limit() {
         (true, 0, 1)
     );
     // A damaged graph file is rebuilt, not trusted.
-    std::fs::write(state.join("index.hnsw.graph"), b"garbage").unwrap();
+    std::fs::write(state.join("index.graph"), b"garbage").unwrap();
     assert!(!build().graph.kept);
     assert!(build().graph.kept);
     // A quarter of the articles deleted: more masked than the limit allows, so a rebuild.
