@@ -215,6 +215,12 @@ impl Bm25 {
         self.score_terms_in(terms, &doc.terms, doc.norm)
     }
 
+    /// [`score_against`](Self::score_against) with the terms of document `query` as the query,
+    /// without gathering them first: the same bits.
+    pub fn doc_score_against(&self, query: usize, doc: &TextDoc) -> f32 {
+        self.score_keys_in(&self.docs[query], |&(t, _)| t, &doc.terms, doc.norm)
+    }
+
     /// The terms of `doc` a document must hold to give it a score of `floor` or more, as a
     /// query of its own terms: all but the lightest, whose weights in `doc` add up to less.
     pub fn essential_terms(&self, doc: &TextDoc, floor: f32) -> Vec<u32> {
@@ -237,15 +243,33 @@ impl Bm25 {
         out
     }
 
-    /// The documents holding any of `terms`, each once, in increasing order.
+    /// The documents holding any of `terms`, each once, in increasing order. Each posting list
+    /// is in document order: one list is the answer as it is; several are marked in a bitmap
+    /// of the documents, read back in order (sorting the lists' union took most of the time of
+    /// planning a delta at a million titles, where a common word is in tens of thousands).
     pub fn docs_holding(&self, terms: &[u32]) -> Vec<usize> {
-        let mut out: Vec<usize> = terms
-            .iter()
-            .flat_map(|&t| self.postings[t as usize].iter().map(|&(d, _)| d as usize))
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
+        let docs = |t: u32| self.postings[t as usize].iter().map(|&(d, _)| d as usize);
+        match terms {
+            [] => Vec::new(),
+            [t] => docs(*t).collect(),
+            _ => {
+                let mut marks = vec![0u64; self.len().div_ceil(64)];
+                for &t in terms {
+                    for d in docs(t) {
+                        marks[d / 64] |= 1 << (d % 64);
+                    }
+                }
+                let mut out = Vec::new();
+                for (w, &word) in marks.iter().enumerate() {
+                    let mut word = word;
+                    while word != 0 {
+                        out.push(w * 64 + word.trailing_zeros() as usize);
+                        word &= word - 1;
+                    }
+                }
+                out
+            }
+        }
     }
 
     /// Number of documents.
@@ -280,14 +304,27 @@ impl Bm25 {
     }
 
     fn score_terms_in(&self, terms: &[u32], d: &[(u32, u16)], norm: f32) -> f32 {
+        self.score_keys_in(terms, |&t| t, d, norm)
+    }
+
+    /// The score of a document of terms `d` and length normalisation `norm` for a query of
+    /// sorted items whose term ids `key` gives, added in term order.
+    fn score_keys_in<Q>(
+        &self,
+        query: &[Q],
+        key: impl Fn(&Q) -> u32,
+        d: &[(u32, u16)],
+        norm: f32,
+    ) -> f32 {
         let mut total = 0.0f32;
         let (mut i, mut j) = (0, 0);
-        while i < terms.len() && j < d.len() {
-            match terms[i].cmp(&d[j].0) {
+        while i < query.len() && j < d.len() {
+            let t = key(&query[i]);
+            match t.cmp(&d[j].0) {
                 std::cmp::Ordering::Less => i += 1,
                 std::cmp::Ordering::Greater => j += 1,
                 std::cmp::Ordering::Equal => {
-                    total += term_score(self.idf[terms[i] as usize], d[j].1 as f32, norm);
+                    total += term_score(self.idf[t as usize], d[j].1 as f32, norm);
                     i += 1;
                     j += 1;
                 }

@@ -11,7 +11,8 @@
 //! - [`rank`]: similarity, publication time and provider quality to a diverse top k.
 //! - [`engine`] ties them together; [`refresh`] writes the lists; [`eval`] and [`report`]
 //!   measure them against reference lists.
-//! - [`selective`]: after a change, re-rank only the lists it can reach.
+//! - [`selective`]: after a change, re-rank only the lists it can reach ([`coarse`]: bounds
+//!   of many cosines at once, from 8-bit vectors).
 //! - [`serve`]: the HTTP server (`relink serve`) and the editor's page.
 //! - [`state`]: what relink remembers writing, so `eval` never grades its own lists.
 //! - [`editorial`]: pins, blocks and locks from the files, and the corpus-wide rules.
@@ -21,6 +22,7 @@
 pub mod alloc;
 pub mod article;
 pub mod cache;
+pub mod coarse;
 pub mod config;
 pub mod corpus;
 pub mod editorial;

@@ -28,11 +28,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ndarray::Array2;
 use rayon::prelude::*;
 
 use crate::article::Article;
 use crate::cache::text_key;
+use crate::coarse::{Coarse, Columns};
 use crate::engine::Engine;
 use crate::lexical::{LexicalStats, TextDoc};
 use crate::rank::{ListBounds, Ranker};
@@ -395,13 +395,7 @@ pub fn plan(snapshot: &Snapshot, m: &Matching, engine: &Engine, ranker: &Ranker)
     let kept_candidates: Vec<usize> = (0..m.entry_of.len())
         .filter(|&a| m.entry_of[a].is_some())
         .collect();
-    let dim = engine.index.vectors().ncols();
-    let mut changes = Array2::<f32>::zeros((moved.len(), dim));
-    for (row, mv) in changes.rows_mut().into_iter().zip(&moved) {
-        row.into_slice()
-            .expect("a fresh array is contiguous")
-            .copy_from_slice(mv.vector);
-    }
+    let changes = Columns::of(moved.iter().map(|mv| mv.vector));
     let entry = |a: usize| &snapshot.entries[m.entry_of[a].expect("a kept article") as usize];
 
     // Lexical: the moved articles as documents, scored against each kept article's terms.
@@ -428,7 +422,9 @@ pub fn plan(snapshot: &Snapshot, m: &Matching, engine: &Engine, ranker: &Ranker)
             .enumerate()
             .flat_map_iter(|(j, mv)| {
                 let bm25 = &engine.bm25;
+                // In document order, each once.
                 let mut found = bm25.docs_holding(&bm25.essential_terms(&mv.doc, floor));
+                let held = found.len();
                 found.extend(
                     mv.doc
                         .terms
@@ -436,13 +432,15 @@ pub fn plan(snapshot: &Snapshot, m: &Matching, engine: &Engine, ranker: &Ranker)
                         .filter_map(|(t, _)| every_match.get(t))
                         .flatten(),
                 );
-                found.sort_unstable();
-                found.dedup();
+                if found.len() > held {
+                    found.sort_unstable();
+                    found.dedup();
+                }
                 found
                     .into_iter()
                     .filter(|&a| m.entry_of[a].is_some())
                     .filter(move |&a| {
-                        let s = bm25.score_against(&bm25.doc_terms(a), &mv.doc);
+                        let s = bm25.doc_score_against(a, &mv.doc);
                         s > 0.0 && s >= entry(a).bounds.lex_edge
                     })
                     .map(move |a| (a as u32, j as u32))
@@ -454,26 +452,28 @@ pub fn plan(snapshot: &Snapshot, m: &Matching, engine: &Engine, ranker: &Ranker)
     };
     lexical_hits.par_sort_unstable();
 
-    // Neighbours: a block of kept articles at a time, one matrix product each.
+    // Neighbours: a block of kept articles at a time, the moved articles that can come near
+    // each told by bounds from 8-bit vectors (a matrix product in `f32` took 40 s at a million).
     const BLOCK: usize = 512;
+    let rounding = crate::index::product_rounding(engine.index.vectors().ncols());
     let verdicts: Vec<Option<Counts>> = kept_candidates
         .par_chunks(BLOCK)
         .flat_map_iter(|block| {
-            let mut rows = Array2::<f32>::zeros((block.len(), dim));
-            for (row, &a) in rows.rows_mut().into_iter().zip(block) {
-                row.into_slice()
-                    .expect("a fresh array is contiguous")
-                    .copy_from_slice(engine.index.vectors().row(a).to_slice().expect("rows"));
-            }
-            let sims = rows.dot(&changes.t());
+            let vectors = engine.index.vectors();
+            let rows = Coarse::of(
+                block
+                    .iter()
+                    .map(|&a| vectors.row(a).to_slice().expect("rows are contiguous")),
+            );
+            let near = rows.reaching(&changes, |i| entry(block[i]).bounds.cos_edge - rounding);
             block
                 .iter()
-                .zip(sims.rows())
-                .map(|(&a, sims)| {
+                .zip(near)
+                .map(|(&a, near)| {
                     let from = lexical_hits.partition_point(|h| h.0 < a as u32);
                     let to = lexical_hits.partition_point(|h| h.0 <= a as u32);
                     let lexical: Vec<u32> = lexical_hits[from..to].iter().map(|h| h.1).collect();
-                    verdict(a, entry(a), &sims, &lexical, &moved, m, ranker)
+                    verdict(a, entry(a), &near, &lexical, &moved, m, ranker)
                 })
                 .collect::<Vec<_>>()
         })
@@ -495,12 +495,13 @@ pub fn plan(snapshot: &Snapshot, m: &Matching, engine: &Engine, ranker: &Ranker)
 }
 
 /// Whether kept article `a`'s list stands after the change (`Some`, with its new counts) or
-/// must be re-ranked (`None`). `sims`: cosine of `a` with every moved article; `lexical`: the
-/// moved articles that entered or left its lexical zone.
+/// must be re-ranked (`None`). `near`: the moved articles whose cosine with `a` can reach its
+/// edge (a superset: each is compared here exactly); `lexical`: the moved articles that entered
+/// or left its lexical zone.
 fn verdict(
     a: usize,
     e: &Entry,
-    sims: &ndarray::ArrayView1<f32>,
+    near: &[u32],
     lexical: &[u32],
     moved: &[Moved],
     m: &Matching,
@@ -517,13 +518,12 @@ fn verdict(
         mut left,
     } = e.counts;
     let mut newcomers: Vec<usize> = Vec::new();
-    let rounding = crate::index::product_rounding(moved.first().map_or(0, |m| m.vector.len()));
     let row = ranker.index.vectors().row(a);
     let row = row.to_slice().expect("rows are contiguous");
-    for (j, &sim) in sims.iter().enumerate() {
-        // The product's cosine, then, near the edge, the one the search compared (through
-        // `dot`, as every cosine the ranker uses).
-        if sim >= b.cos_edge - rounding && crate::index::dot(row, moved[j].vector) >= b.cos_edge {
+    for &j in near {
+        // The cosine the search compared (through `dot`, as every cosine the ranker uses).
+        let j = j as usize;
+        if crate::index::dot(row, moved[j].vector) >= b.cos_edge {
             match moved[j].article {
                 Some(x) => {
                     entered.0 += 1;
