@@ -453,7 +453,8 @@ pub fn plan(snapshot: &Snapshot, m: &Matching, engine: &Engine, ranker: &Ranker)
     lexical_hits.par_sort_unstable();
 
     // Neighbours: a block of kept articles at a time, the moved articles that can come near
-    // each told by bounds from 8-bit vectors (a matrix product in `f32` took 40 s at a million).
+    // each told by bounds from 8-bit vectors ([`Coarse::reaching`]); with a matrix product in
+    // `f32` instead, the whole plan took 41.5 s at a million articles, 17.9 s with the bounds.
     const BLOCK: usize = 512;
     let rounding = crate::index::product_rounding(engine.index.vectors().ncols());
     let verdicts: Vec<Option<Counts>> = kept_candidates
