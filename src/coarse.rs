@@ -130,7 +130,7 @@ impl Coarse {
                             let j = b * BLOCK_COLUMNS + k;
                             if j < c.len() {
                                 let p = dot_i8(self.row(i), c.coarse.row(j));
-                                mask |= (terms[r].reach(c, j, p) as u16) << k;
+                                mask |= (terms[r].reach(&c.coarse, j, p) as u16) << k;
                             }
                         }
                         masks[r * c.blocks + b] = mask;
@@ -165,9 +165,9 @@ impl RowTerms {
     /// Whether the bound of this row and column `j`, whose integer product is `p`, reaches
     /// the edge: `p * scales + |â||e_b| + |e_a|(|b̂| + |e_b|)`, in the order `reaching_vnni`
     /// computes it.
-    fn reach(&self, c: &Columns, j: usize, p: i32) -> bool {
+    fn reach(&self, c: &Coarse, j: usize, p: i32) -> bool {
         let bound = p as f32 * c.scale[j] * self.scale
-            + (self.norm * c.error[j] + self.error * c.norm_and_error[j]);
+            + (self.norm * c.error[j] + self.error * (c.norm[j] + c.error[j]));
         bound >= self.at_least
     }
 }
@@ -175,15 +175,12 @@ impl RowTerms {
 /// Columns packed for [`Coarse::reaching`]: sixteen vectors at a time, four bytes of each in
 /// turn, so that one 64-byte load holds the same four coordinates of sixteen vectors.
 pub struct Columns {
+    /// The vectors, padded with zero vectors (scale, norm and error 0) to whole blocks.
     coarse: Coarse,
+    /// Vectors before the padding.
+    len: usize,
     blocks: usize,
     packed: Vec<i8>,
-    /// Per column, padded with zeros to whole blocks: scale, `|e|`, `|v̂| + |e|`, and
-    /// 128 x the sum of its bytes (what VNNI's shifted rows add to a product).
-    scale: Vec<f32>,
-    error: Vec<f32>,
-    norm_and_error: Vec<f32>,
-    shift: Vec<i32>,
 }
 
 /// Vectors a block of [`Columns`] interleaves: one 64-byte register of 32-bit sums.
@@ -191,51 +188,42 @@ const BLOCK_COLUMNS: usize = 16;
 
 impl Columns {
     pub fn of<'a>(rows: impl IntoIterator<Item = &'a [f32]>) -> Columns {
-        let coarse = Coarse::of(rows);
-        let blocks = coarse.len().div_ceil(BLOCK_COLUMNS);
+        let mut coarse = Coarse::of(rows);
+        let len = coarse.len();
+        let blocks = len.div_ceil(BLOCK_COLUMNS);
         let padded = blocks * BLOCK_COLUMNS;
+        coarse.q.resize(padded * coarse.width, 0);
+        coarse.sum.resize(padded, 0);
+        for v in [&mut coarse.scale, &mut coarse.norm, &mut coarse.error] {
+            v.resize(padded, 0.0);
+        }
         let mut packed = vec![0i8; padded * coarse.width];
-        for j in 0..coarse.len() {
+        for j in 0..len {
             let (b, lane) = (j / BLOCK_COLUMNS, j % BLOCK_COLUMNS);
             for (k, four) in coarse.row(j).chunks_exact(4).enumerate() {
                 let at = ((b * coarse.width / 4 + k) * BLOCK_COLUMNS + lane) * 4;
                 packed[at..at + 4].copy_from_slice(four);
             }
         }
-        let pad = |v: Vec<f32>| {
-            let mut v = v;
-            v.resize(padded, 0.0);
-            v
-        };
-        let mut shift: Vec<i32> = coarse.sum.iter().map(|s| 128 * s).collect();
-        shift.resize(padded, 0);
         Columns {
-            scale: pad(coarse.scale.clone()),
-            error: pad(coarse.error.clone()),
-            norm_and_error: pad(coarse
-                .norm
-                .iter()
-                .zip(&coarse.error)
-                .map(|(n, e)| n + e)
-                .collect()),
-            shift,
             coarse,
+            len,
             blocks,
             packed,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.coarse.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.coarse.is_empty()
+        self.len == 0
     }
 
     /// The bits of block `b` that stand for columns (the last block's padding is left out).
     fn valid(&self, b: usize) -> u16 {
-        let lanes = (self.len() - b * BLOCK_COLUMNS).min(BLOCK_COLUMNS);
+        let lanes = (self.len - b * BLOCK_COLUMNS).min(BLOCK_COLUMNS);
         (((1u32 << lanes) - 1) & 0xffff) as u16
     }
 }
@@ -310,18 +298,14 @@ fn has_vnni() -> bool {
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn reaching_vnni(rows: &[u8], terms: &[RowTerms; 4], columns: &Columns, masks: &mut [u16]) {
     use std::arch::x86_64::*;
-    let width = columns.coarse.width;
+    let c = &columns.coarse;
+    let width = c.width;
     let padded = columns.blocks * BLOCK_COLUMNS;
     assert!(rows.len() == 4 * width && width.is_multiple_of(4));
     assert!(columns.packed.len() == padded * width && masks.len() == 4 * columns.blocks);
-    assert!([
-        columns.scale.len(),
-        columns.error.len(),
-        columns.norm_and_error.len()
-    ]
-    .iter()
-    .all(|&l| l == padded));
-    assert!(columns.shift.len() == padded);
+    assert!([c.scale.len(), c.norm.len(), c.error.len(), c.sum.len()]
+        .iter()
+        .all(|&l| l == padded));
     let pr = rows.as_ptr();
     for b in 0..columns.blocks {
         let pc = columns.packed.as_ptr().add(b * BLOCK_COLUMNS * width);
@@ -334,10 +318,12 @@ unsafe fn reaching_vnni(rows: &[u8], terms: &[RowTerms; 4], columns: &Columns, m
             }
         }
         let at = b * BLOCK_COLUMNS;
-        let shift = _mm512_loadu_si512(columns.shift.as_ptr().add(at) as *const __m512i);
-        let scale = _mm512_loadu_ps(columns.scale.as_ptr().add(at));
-        let error = _mm512_loadu_ps(columns.error.as_ptr().add(at));
-        let norm_and_error = _mm512_loadu_ps(columns.norm_and_error.as_ptr().add(at));
+        // 128 x each column's byte sum: what the shifted rows added to its products.
+        let sum = _mm512_loadu_si512(c.sum.as_ptr().add(at) as *const __m512i);
+        let shift = _mm512_slli_epi32::<7>(sum);
+        let scale = _mm512_loadu_ps(c.scale.as_ptr().add(at));
+        let error = _mm512_loadu_ps(c.error.as_ptr().add(at));
+        let norm_and_error = _mm512_add_ps(_mm512_loadu_ps(c.norm.as_ptr().add(at)), error);
         for (r, acc) in acc.iter().enumerate() {
             let t = &terms[r];
             let p = _mm512_cvtepi32_ps(_mm512_sub_epi32(*acc, shift));

@@ -477,16 +477,7 @@ impl FlatGraph {
             .map(|b| b as i8)
             .collect();
         flat.counts = read_bytes(&mut r, n)?;
-        flat.links = Vec::with_capacity(n * slots);
-        while flat.links.len() < n * slots {
-            let take = (n * slots - flat.links.len()).min(1 << 14);
-            let bytes = read_bytes(&mut r, 4 * take)?;
-            flat.links.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().unwrap())),
-            );
-        }
+        flat.links = read_u32s(&mut r, n * slots)?;
         let in_range = |l: &[u32]| l.iter().all(|&x| (x as usize) < n);
         for p in 0..n as u32 {
             if flat.counts[p as usize] as usize > slots || !in_range(flat.links_of(p, 0)) {
@@ -509,11 +500,7 @@ impl FlatGraph {
                 if len > m {
                     return Err(bad("upper layers"));
                 }
-                let bytes = read_bytes(&mut r, 4 * len)?;
-                let l: Vec<u32> = bytes
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-                    .collect();
+                let l = read_u32s(&mut r, len)?;
                 if !in_range(&l) {
                     return Err(bad("upper layers"));
                 }
@@ -609,6 +596,21 @@ fn read_bytes(r: &mut impl Read, n: usize) -> io::Result<Vec<u8>> {
     let mut bytes = vec![0u8; n];
     r.read_exact(&mut bytes)?;
     Ok(bytes)
+}
+
+/// `n` little-endian `u32`s, read a block at a time (`n` is checked against the file's size
+/// before this is called).
+fn read_u32s(r: &mut impl Read, n: usize) -> io::Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let bytes = read_bytes(r, 4 * (n - out.len()).min(1 << 14))?;
+        out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap())),
+        );
+    }
+    Ok(out)
 }
 
 fn read_u32(r: &mut impl Read) -> io::Result<u32> {

@@ -508,9 +508,10 @@ fn load_graph(
     width: usize,
 ) -> Option<(FlatGraph, Vec<u128>)> {
     let recorded = crate::fsutil::read_regular_string(id_path).ok()?;
-    let mut lines = recorded.strip_prefix(id)?.lines();
+    let mut lines = recorded.strip_prefix(id)?.split_inclusive('\n');
     let graph_line = lines.next()?;
-    if lines.next()? != dump_file_line(dir, KEYS_FILE)?.trim_end() || lines.next().is_some() {
+    let key_bytes = crate::fsutil::read_regular(&dir.join(KEYS_FILE)).ok()?;
+    if lines.next()? != file_line(KEYS_FILE, &key_bytes) || lines.next().is_some() {
         return None;
     }
     let mut fields = graph_line.strip_prefix(GRAPH_FILE)?.split_whitespace();
@@ -525,8 +526,7 @@ fn load_graph(
     if read_hash != hash || (!flat.is_empty() && flat.width() != width) {
         return None;
     }
-    let keys: Vec<u128> = crate::fsutil::read_regular(&dir.join(KEYS_FILE))
-        .ok()?
+    let keys: Vec<u128> = key_bytes
         .chunks_exact(16)
         .map(|c| u128::from_le_bytes(c.try_into().unwrap()))
         .collect();
@@ -566,14 +566,14 @@ const GRAPH_FILE: &str = "index.graph";
 /// is saved.
 const OLD_DUMP_FILES: [&str; 2] = ["index.hnsw.graph", "index.hnsw.data"];
 
-/// Size and xxh3 of a kept graph's file, as `index.id` records them.
-fn dump_file_line(dir: &Path, name: &str) -> Option<String> {
-    let bytes = crate::fsutil::read_regular(&dir.join(name)).ok()?;
-    Some(format!(
-        "{name} {} {:016x}\n",
-        bytes.len(),
-        xxhash_rust::xxh3::xxh3_64(&bytes)
-    ))
+/// A kept graph's file as `index.id` records it: its name, size and xxh3.
+fn file_record(name: &str, size: u64, hash: u64) -> String {
+    format!("{name} {size} {hash:016x}\n")
+}
+
+/// [`file_record`] of a file whose bytes are at hand.
+fn file_line(name: &str, bytes: &[u8]) -> String {
+    file_record(name, bytes.len() as u64, xxhash_rust::xxh3::xxh3_64(bytes))
 }
 
 /// Writes the graph and its keys into `dir` and then its identity with every file's size and
@@ -599,10 +599,11 @@ fn save_graph(flat: &FlatGraph, keys: &[u128], dir: &Path, id_path: &Path, id: &
     let (Ok(()), Some((size, hash))) = (saved, written) else {
         return;
     };
-    let Some(keys_line) = dump_file_line(dir, KEYS_FILE) else {
-        return;
-    };
-    let record = format!("{id}{GRAPH_FILE} {size} {hash:016x}\n{keys_line}");
+    let record = format!(
+        "{id}{}{}",
+        file_record(GRAPH_FILE, size, hash),
+        file_line(KEYS_FILE, &key_bytes)
+    );
     let _ = crate::fsutil::write_new(id_path, record.as_bytes());
 }
 
