@@ -345,13 +345,26 @@ impl Bm25 {
 
     /// [`Bm25::top_k`] among the documents `keep` accepts: the others are never scored, so
     /// they cannot take a place of the `k`.
+    ///
+    /// The documents are visited in blocks of [`BLOCK`] consecutive ids. In a block, the
+    /// posting lists that can still bring a document in are added into a small accumulator,
+    /// and the lesser lists into the documents already found there, so that each found
+    /// document has a partial sum that is a lower bound of its score (a list much longer than
+    /// the others is left out, and its best score stands in for it). The `k` largest partial
+    /// sums give a floor that the k-th best score cannot be below; a document whose sum plus
+    /// what the left-out lists could add falls below it is dropped, and once the lesser lists'
+    /// best scores add up to less than the floor they bring in no document of their own
+    /// (MaxScore). Only the documents still in reach at the end are scored in full. Scoring
+    /// reads each document's terms at random, which at a million titles cost more than the
+    /// rest of the search: this way about `k` documents are scored instead of thousands.
     pub fn top_k_where(
         &self,
         terms: &[u32],
         k: usize,
         keep: impl Fn(usize) -> bool,
     ) -> Vec<(usize, f32)> {
-        use std::cmp::Ordering;
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
         if k == 0 || terms.is_empty() {
             return Vec::new();
         }
@@ -362,86 +375,113 @@ impl Bm25 {
                 .total_cmp(&self.max_score[*b as usize])
                 .then(a.cmp(b))
         });
-        // bound[i]: the most a document found in none of the terms after i can score, with a
-        // margin for the rounding of f32 sums taken in another order.
+        // Rounded up and down for f32 sums taken in another order than `score`'s.
+        let up = |x: f64| x * (1.0 + 1e-5) + 1e-6;
+        let down = |x: f32| x as f64 * (1.0 - 1e-5) - 1e-6;
+        // bound[i]: the most a document found in none of the terms after i can score.
         let mut bound = Vec::with_capacity(by_bound.len());
         let mut sum = 0.0f64;
         for t in &by_bound {
             sum += self.max_score[*t as usize] as f64;
-            bound.push(sum * (1.0 + 1e-5) + 1e-6);
+            bound.push(up(sum));
         }
         let lists: Vec<&[(u32, f32)]> = by_bound
             .iter()
             .map(|t| self.postings[*t as usize].as_slice())
             .collect();
         let mut cursor = vec![0usize; lists.len()];
-        // The k best so far; `worst` is the one a newcomer must beat.
-        let better = |a: (f32, usize), b: (f32, usize)| match b.0.total_cmp(&a.0) {
-            Ordering::Equal => a.1.cmp(&b.1),
-            other => other,
-        };
-        let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+        // The k largest partial sums so far, the least on top.
+        let mut partials: BinaryHeap<Reverse<ByScore>> = BinaryHeap::with_capacity(k + 1);
+        let mut least_partial = f32::NEG_INFINITY;
+        let mut floor = f64::NEG_INFINITY;
+        // Documents in reach: (document, the most it can score).
+        let mut candidates: Vec<(u32, f64)> = Vec::new();
         let mut essential = 0usize;
-        loop {
-            let next = (essential..lists.len())
-                .filter_map(|i| lists[i].get(cursor[i]).map(|&(d, _)| d))
-                .min();
-            let Some(doc) = next else {
-                break;
-            };
-            // The document's score from the lists it was found in, on the way past.
-            let mut partial = 0.0f32;
+        let mut acc = vec![0.0f32; BLOCK];
+        let mut found = vec![0u64; BLOCK / 64];
+        // Each block starts at the first document an essential list has not passed yet.
+        while let Some(start) = (essential..lists.len())
+            .filter_map(|i| lists[i].get(cursor[i]).map(|&(d, _)| d))
+            .min()
+        {
+            let end = start.saturating_add(BLOCK as u32);
+            let mut walked = 0usize;
             for i in essential..lists.len() {
-                if let Some(&(d, score)) = lists[i].get(cursor[i]) {
-                    if d == doc {
-                        cursor[i] += 1;
-                        partial += score;
+                let list = lists[i];
+                let mut c = cursor[i];
+                while let Some(&(d, s)) = list.get(c).filter(|p| p.0 < end) {
+                    let j = (d - start) as usize;
+                    acc[j] += s;
+                    found[j / 64] |= 1 << (j % 64);
+                    c += 1;
+                }
+                cursor[i] = c;
+                walked += list.len();
+            }
+            let mut left_out = 0.0f64;
+            for i in 0..essential {
+                let list = lists[i];
+                if list.len() > 4 * walked {
+                    left_out += self.max_score[by_bound[i] as usize] as f64;
+                    continue;
+                }
+                let mut c = cursor[i] + gallop(&list[cursor[i]..], start);
+                while let Some(&(d, s)) = list.get(c).filter(|p| p.0 < end) {
+                    let j = (d - start) as usize;
+                    if found[j / 64] & (1 << (j % 64)) != 0 {
+                        acc[j] += s;
+                    }
+                    c += 1;
+                }
+                cursor[i] = c;
+            }
+            let left_out = if left_out > 0.0 { up(left_out) } else { 0.0 };
+            let words = ((end - start) as usize).div_ceil(64);
+            for (w, bits) in found[..words].iter_mut().enumerate() {
+                let mut word = std::mem::take(bits);
+                while word != 0 {
+                    let j = w * 64 + word.trailing_zeros() as usize;
+                    word &= word - 1;
+                    let partial = std::mem::take(&mut acc[j]);
+                    let most = up(partial as f64) + left_out;
+                    if partial <= least_partial && most < floor {
+                        continue;
+                    }
+                    let doc = start as usize + j;
+                    if !keep(doc) {
+                        continue;
+                    }
+                    if partial > least_partial {
+                        partials.push(Reverse(ByScore(partial)));
+                        if partials.len() > k {
+                            partials.pop();
+                        }
+                        if partials.len() == k {
+                            least_partial = partials.peek().map_or(least_partial, |p| p.0 .0);
+                            floor = down(least_partial);
+                        }
+                    }
+                    if most >= floor {
+                        candidates.push((doc as u32, most));
                     }
                 }
             }
-            if !keep(doc as usize) {
-                continue;
+            while essential < lists.len() && bound[essential] < floor {
+                essential += 1;
             }
-            if best.len() == k {
-                // The lesser terms' lists, the heaviest first, until the most they can still
-                // add (with a margin for the rounding of the sum) leaves the document at or
-                // below the k-th: most documents share one or two terms with the query and
-                // are settled here without being scored.
-                let threshold = best[k - 1].0 as f64;
-                let most = |partial: f32, lesser: usize| {
-                    let rest = if lesser > 0 { bound[lesser - 1] } else { 0.0 };
-                    partial as f64 * (1.0 + 1e-5) + 1e-6 + rest
-                };
-                if most(partial, essential) <= threshold {
-                    continue;
-                }
-                let settled = (0..essential).rev().any(|j| {
-                    cursor[j] += gallop(&lists[j][cursor[j]..], doc);
-                    if lists[j].get(cursor[j]).is_some_and(|&(d, _)| d == doc) {
-                        partial += lists[j][cursor[j]].1;
-                    }
-                    most(partial, j) <= threshold
-                });
-                if settled {
-                    continue;
-                }
+            if candidates.len() > 4 * k + 1024 {
+                candidates.retain(|&(_, most)| most >= floor);
             }
-            let entry = (self.score(terms, doc as usize), doc as usize);
-            if best.len() == k {
-                // Documents come in increasing order: an equal score loses to the one held.
-                if entry.0 <= best[k - 1].0 {
-                    continue;
-                }
-                best.pop();
-            }
-            let at = best.partition_point(|&b| better(b, entry) == Ordering::Less);
-            best.insert(at, entry);
-            if best.len() == k {
-                let threshold = best[k - 1].0 as f64;
-                while essential < lists.len() && bound[essential] < threshold {
-                    essential += 1;
-                }
-            }
+        }
+        let mut best: Vec<(f32, usize)> = candidates
+            .into_iter()
+            .filter(|&(_, most)| most >= floor)
+            .map(|(d, _)| (self.score(terms, d as usize), d as usize))
+            .collect();
+        let better = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if best.len() > k {
+            best.select_nth_unstable_by(k - 1, better);
+            best.truncate(k);
         }
         let mut out: Vec<(usize, f32)> = best.into_iter().map(|(s, d)| (d, s)).collect();
         out.sort_unstable_by_key(|&(d, _)| d);
@@ -501,6 +541,28 @@ impl Bm25 {
                 term_score(self.idf[t as usize], tf, self.norm[doc])
             })
             .sum()
+    }
+}
+
+/// Documents a search of [`Bm25::top_k_where`] adds up at a time: 16 KB of partial sums, held
+/// in the first-level cache.
+const BLOCK: usize = 4096;
+
+/// A score ordered by `total_cmp`, for a heap.
+#[derive(Clone, Copy, PartialEq)]
+struct ByScore(f32);
+
+impl Eq for ByScore {}
+
+impl PartialOrd for ByScore {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByScore {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
     }
 }
 
@@ -605,6 +667,55 @@ mod tests {
         assert!(bm.top_k(&[], 5).is_empty());
         for (d, s) in bm.top_k(&terms, 50) {
             assert_eq!(s, bm.score(&terms, d));
+        }
+    }
+
+    #[test]
+    fn top_k_over_many_blocks_equals_scoring_every_match() {
+        // 3.5 blocks of titles: a word in every one (its posting list far longer than the
+        // others', so a search leaves it out and counts its best score instead), common words,
+        // rare ones, and runs of identical titles whose scores tie across block edges.
+        let common = [
+            "council", "vote", "budget", "river", "flood", "bridge", "school",
+        ];
+        let mut state = 3u64;
+        let mut pick = |n: u64| (crate::index::splitmix64(&mut state) % n) as usize;
+        let texts: Vec<String> = (0..BLOCK * 7 / 2)
+            .map(|i| {
+                if (BLOCK - 40..BLOCK + 40).contains(&(i % (2 * BLOCK))) {
+                    return "story council vote".to_string();
+                }
+                let mut words = vec!["story".to_string()];
+                for _ in 0..1 + pick(4) {
+                    words.push(common[pick(common.len() as u64)].to_string());
+                }
+                words.push(format!("rare{}", pick(900)));
+                words.join(" ")
+            })
+            .collect();
+        let bm = Bm25::new(&texts);
+        let mut queries: Vec<Vec<u32>> = (0..texts.len())
+            .step_by(331)
+            .map(|d| bm.doc_terms(d))
+            .collect();
+        queries.push(bm.text_terms("story council vote"));
+        queries.push(bm.text_terms("story"));
+        queries.push(bm.text_terms("story rare17 rare18"));
+        for terms in &queries {
+            for k in [1, 5, 232, 3000] {
+                assert_eq!(
+                    bm.top_k(terms, k),
+                    exhaustive(&bm, terms, k),
+                    "{terms:?} k {k}"
+                );
+            }
+            let keep = |d: usize| d % 5 != 2;
+            let mut want = bm.score_terms(terms.iter().copied());
+            want.retain(|&(d, _)| keep(d));
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            want.truncate(232);
+            want.sort_unstable_by_key(|&(d, _)| d);
+            assert_eq!(bm.top_k_where(terms, 232, keep), want, "{terms:?}");
         }
     }
 
