@@ -273,25 +273,32 @@ impl FlatGraph {
                 if results.len() >= ef && c.distance > results.peek().expect("full").distance {
                     break;
                 }
-                let links = self.links_of(c.point, layer);
-                for &nb in links {
-                    self.prefetch(nb);
-                }
-                for &nb in links {
-                    if !visited.mark(nb) {
-                        continue;
+                // The points not yet visited, marked and their vectors requested first, then
+                // compared in the same order.
+                for links in self.links_of(c.point, layer).chunks(64) {
+                    let mut fresh = [0u32; 64];
+                    let mut count = 0;
+                    for &nb in links {
+                        if visited.mark(nb) {
+                            self.prefetch(nb);
+                            fresh[count] = nb;
+                            count += 1;
+                        }
                     }
-                    let found = Found {
-                        point: nb,
-                        distance: self.distance(q, nb),
-                    };
-                    if results.len() < ef || found.distance < results.peek().expect("full").distance
-                    {
-                        candidates.push(Reverse(found));
-                        if live(nb) {
-                            results.push(found);
-                            if results.len() > ef {
-                                results.pop();
+                    for &nb in &fresh[..count] {
+                        let found = Found {
+                            point: nb,
+                            distance: self.distance(q, nb),
+                        };
+                        if results.len() < ef
+                            || found.distance < results.peek().expect("full").distance
+                        {
+                            candidates.push(Reverse(found));
+                            if live(nb) {
+                                results.push(found);
+                                if results.len() > ef {
+                                    results.pop();
+                                }
                             }
                         }
                     }
@@ -525,11 +532,12 @@ impl FlatGraph {
         #[cfg(target_arch = "x86_64")]
         {
             let start = p as usize * self.width;
-            if start < self.data.len() {
+            let end = (start + self.width).min(self.data.len());
+            for at in (start..end).step_by(64) {
                 // SAFETY: the address lies inside `data`; a prefetch reads nothing.
                 unsafe {
                     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                    _mm_prefetch::<_MM_HINT_T0>(self.data.as_ptr().add(start));
+                    _mm_prefetch::<_MM_HINT_T0>(self.data.as_ptr().add(at));
                 }
             }
         }
