@@ -138,8 +138,9 @@ pub type HnswGraph = Hnsw<'static, i8, QuantizedCosine>;
 pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512vnni")
+        if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
         {
             // SAFETY: the CPU supports the features the function is compiled for.
             return unsafe { dot_i8_vnni(a, b) };
@@ -886,8 +887,9 @@ mod tests {
             assert_eq!(dot_i8(&a, &b), want, "len {len}");
             assert_eq!(dot_i8_portable(&a, &b), want, "len {len}");
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512vnni")
+            if std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
             {
                 // SAFETY: the CPU has the features.
                 assert_eq!(unsafe { dot_i8_vnni(&a, &b) }, want, "len {len}");
