@@ -11,7 +11,7 @@
 //! reaches an edge is then compared exactly; no pair above it is ever missed. With AVX-512
 //! VNNI, 64 products of bytes are one instruction.
 
-use crate::index::dot_i8;
+use crate::index::{dot_i8, has_vnni};
 
 /// Coordinates are padded to a multiple of this (zeros add nothing to a product).
 const LANES: usize = 64;
@@ -277,16 +277,6 @@ fn quantize_portable(v: &[f32], q: &mut [i8]) -> (f32, i32, f32, f32) {
         norm.iter().sum::<f32>().sqrt(),
         error.iter().sum::<f32>().sqrt(),
     )
-}
-
-fn has_vnni() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 /// Four shifted rows (`rows`: four vectors of `width` unsigned bytes) against every block of

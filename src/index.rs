@@ -138,10 +138,7 @@ pub type HnswGraph = Hnsw<'static, i8, QuantizedCosine>;
 pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-        {
+        if has_vnni() {
             // SAFETY: the CPU supports the features the function is compiled for.
             return unsafe { dot_i8_vnni(a, b) };
         }
@@ -157,6 +154,19 @@ pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 #[target_feature(enable = "avx2")]
 unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
     dot_i8_portable(a, b)
+}
+
+/// Whether the CPU has AVX-512 with VNNI (and the byte instructions every VNNI CPU has), which
+/// the 8-bit kernels here and in [`crate::coarse`] are compiled for.
+pub(crate) fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// [`dot_i8`] with AVX-512 VNNI, the same integer: `vpdpbusd` multiplies unsigned bytes by
@@ -887,10 +897,7 @@ mod tests {
             assert_eq!(dot_i8(&a, &b), want, "len {len}");
             assert_eq!(dot_i8_portable(&a, &b), want, "len {len}");
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512vnni")
-            {
+            if has_vnni() {
                 // SAFETY: the CPU has the features.
                 assert_eq!(unsafe { dot_i8_vnni(&a, &b) }, want, "len {len}");
             }
