@@ -613,7 +613,19 @@ mod tests {
 
     /// Every match scored, then the k best by score and document: what top_k must equal.
     fn exhaustive(bm: &Bm25, terms: &[u32], k: usize) -> Vec<(usize, f32)> {
+        exhaustive_where(bm, terms, k, |_| true)
+    }
+
+    /// The `k` best of every match `keep` accepts, scored one by one (ties to the lower id),
+    /// in document order: what [`Bm25::top_k_where`] must return.
+    fn exhaustive_where(
+        bm: &Bm25,
+        terms: &[u32],
+        k: usize,
+        keep: impl Fn(usize) -> bool,
+    ) -> Vec<(usize, f32)> {
         let mut all = bm.score_terms(terms.iter().copied());
+        all.retain(|&(d, _)| keep(d));
         all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         all.truncate(k);
         all.sort_unstable_by_key(|&(d, _)| d);
@@ -655,11 +667,7 @@ mod tests {
         for doc in (0..texts.len()).step_by(97) {
             let terms = bm.doc_terms(doc);
             let keep = |d: usize| !d.is_multiple_of(3);
-            let mut want = bm.score_terms(terms.iter().copied());
-            want.retain(|&(d, _)| keep(d));
-            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            want.truncate(40);
-            want.sort_unstable_by_key(|&(d, _)| d);
+            let want = exhaustive_where(&bm, &terms, 40, keep);
             assert_eq!(bm.top_k_where(&terms, 40, keep), want, "doc {doc}");
         }
         let terms = bm.text_terms("Diablo boss guide, and a word unknown here");
@@ -710,11 +718,7 @@ mod tests {
                 );
             }
             let keep = |d: usize| d % 5 != 2;
-            let mut want = bm.score_terms(terms.iter().copied());
-            want.retain(|&(d, _)| keep(d));
-            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            want.truncate(232);
-            want.sort_unstable_by_key(|&(d, _)| d);
+            let want = exhaustive_where(&bm, terms, 232, keep);
             assert_eq!(bm.top_k_where(terms, 232, keep), want, "{terms:?}");
         }
     }
