@@ -10,7 +10,8 @@
 //! system has one, so a file another program renamed over the path at the last moment is seen
 //! and put back. Just after the rename, and once more a moment later ([`Settle`]), the old file
 //! is read again through the descriptor kept open: a writer that had it open across the rename
-//! wrote into the replaced file, and that text is carried into the new one. What is left is the
+//! wrote into the replaced file, and that text is carried into the new one (with whatever was
+//! appended to the new one meanwhile, as an appender's next line is). What is left is the
 //! window of a writer that keeps the file open longer than that and writes later, which no
 //! rename-based writer (editors included) can close.
 
@@ -315,6 +316,9 @@ pub struct Settle {
     old: File,
     /// The old file's bytes when it was replaced.
     old_bytes: Vec<u8>,
+    /// The text that was edited into `written`, where it is not `old_bytes` (text carried
+    /// over from an earlier replaced file).
+    source: Option<Vec<u8>>,
     /// What was written in its place.
     written: Vec<u8>,
     /// The new file's stamp, right after the rename.
@@ -325,6 +329,11 @@ impl Settle {
     /// The stamp and the xxh3 of the bytes of the file written.
     fn written(&self) -> (FileStamp, u64) {
         (self.stamp, xxhash_rust::xxh3::xxh3_64(&self.written))
+    }
+
+    /// The text that was edited into the file written.
+    fn source(&self) -> &[u8] {
+        self.source.as_deref().unwrap_or(&self.old_bytes)
     }
 }
 
@@ -337,6 +346,30 @@ pub enum Rewritten {
     Unchanged,
     /// The file was replaced; [`settle`] it after a moment.
     Changed(Settle),
+}
+
+/// The text to edit once a file that held `base` is found holding `now`, where `source` is the
+/// text the edit was to be made on: `base` itself when relink has not written the file (then
+/// `now` is simply the newer text), or the text whose edit relink wrote as `base` (then only an
+/// append to `base` can be carried over, onto `source`; the edit cannot be made on text that
+/// already holds it). `None` when the change cannot be carried over.
+fn carry(base: &[u8], source: &[u8], now: &[u8]) -> Option<Vec<u8>> {
+    if base == source {
+        Some(now.to_vec())
+    } else {
+        let tail = now.strip_prefix(base)?;
+        Some([source, tail].concat())
+    }
+}
+
+/// The refusal when a file and the one it replaced were both written to in ways that cannot be
+/// put together.
+fn edited_twice<E>() -> WriteError<E> {
+    WriteError::Refused(
+        "edited twice while relink wrote it (once in the replaced file, not only by appending); \
+         left as it is now, without the text written into the replaced file"
+            .into(),
+    )
 }
 
 /// Replaces the file at `path` (inside `root`) with `edit(its bytes)`, keeping its owner, group
@@ -360,7 +393,7 @@ pub fn rewrite<E>(
 
 /// The rewrite loop. `file` is what `target` holds now, `on_disk` its bytes, and `source` the
 /// text to edit (the same bytes, unless text written into a replaced file is being carried
-/// over).
+/// over; see [`carry`]).
 fn rewrite_from<E>(
     target: &Path,
     mut file: File,
@@ -382,49 +415,51 @@ fn rewrite_from<E>(
         }
         let temp = write_temp(target, &new, &meta).map_err(widen)?;
         // The last look before the rename: the same file, with the same bytes?
-        let now = read_all_at(&file)?;
         let still_there = fs::symlink_metadata(target).is_ok_and(|m| same_file(&m, &meta));
-        if now != on_disk || !still_there {
-            drop(temp);
-            if !still_there {
+        let now = read_all_at(&file)?;
+        let replaced = if now != on_disk || !still_there {
+            None
+        } else {
+            // `None`: another program put a new file at the path between the last look and
+            // the swap (an editor saving by rename); it was put back.
+            replace(temp, target, &meta)?
+        };
+        let Some(new_file) = replaced else {
+            // Start over from what the path holds now: the same file, written to, or another
+            // file put there.
+            let same_file_changed = still_there && now != on_disk;
+            if !same_file_changed {
                 file = open_regular(target)?;
             }
-            on_disk = read_all_at(&file)?;
-            source = on_disk.clone();
+            let now = read_all_at(&file)?;
+            source = carry(&on_disk, &source, &now).ok_or_else(edited_twice)?;
+            on_disk = now;
             continue;
-        }
-        let new_file = match replace(temp, target, &meta)? {
-            Some(f) => f,
-            None => {
-                // Another program put a new file at the path between the last look and the
-                // swap (an editor saving by rename): it was put back; start over from it.
-                file = open_regular(target)?;
-                on_disk = read_all_at(&file)?;
-                source = on_disk.clone();
-                continue;
-            }
         };
-        let settle = Settle {
-            target: target.to_path_buf(),
-            old: file,
-            old_bytes: on_disk,
-            written: new,
-            stamp: FileStamp::of(&new_file.metadata()?),
-        };
+        let stamp = FileStamp::of(&new_file.metadata()?);
         // Straight after the rename: did anyone write into the old file meanwhile?
-        let after = read_all_at(&settle.old)?;
-        if after == settle.old_bytes {
-            return Ok(Rewritten::Changed(settle));
+        let after = read_all_at(&file)?;
+        if after == on_disk {
+            return Ok(Rewritten::Changed(Settle {
+                target: target.to_path_buf(),
+                old: file,
+                source: (source != on_disk).then_some(source),
+                old_bytes: on_disk,
+                written: new,
+                stamp,
+            }));
         }
-        file = open_regular(target)?;
-        on_disk = settle.written;
-        source = after;
+        source = carry(&on_disk, &source, &after).ok_or_else(edited_twice)?;
+        // Go on from the new file, as written; it is settled in its turn.
+        file = new_file;
+        on_disk = new;
         changed = Some(Settle {
-            target: settle.target,
+            target: target.to_path_buf(),
             old: file.try_clone()?,
             old_bytes: on_disk.clone(),
+            source: Some(source.clone()),
             written: on_disk.clone(),
-            stamp: settle.stamp,
+            stamp,
         });
     }
     Err(WriteError::Refused(
@@ -433,25 +468,39 @@ fn rewrite_from<E>(
 }
 
 /// Reads a replaced file once more; text written into it after the rename is carried into the
-/// file now at its path (edited again by `edit`). Returns the stamp and the xxh3 of the bytes
-/// of the file relink wrote last.
+/// file now at its path (edited again by `edit`), as is text appended since to the file relink
+/// wrote. Returns the stamp and the xxh3 of the bytes of the file relink wrote last.
 pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<(FileStamp, u64), WriteError<E>> {
-    let after = read_all_at(&s.old)?;
-    if after == s.old_bytes {
-        return Ok(s.written());
+    let mut s = s;
+    for _ in 0..MAX_TRIES {
+        let after = read_all_at(&s.old)?;
+        let file = open_regular(&s.target)?;
+        let old_is_target = same_file(&file.metadata()?, &s.old.metadata()?);
+        let (source, on_disk) = if old_is_target {
+            // Still the file relink wrote (relink replaced the file once more, and this is the
+            // file it wrote): only what was appended to it counts.
+            if after == s.written {
+                return Ok(s.written());
+            }
+            (carry(&s.written, s.source(), &after), after)
+        } else {
+            if after == s.old_bytes {
+                return Ok(s.written());
+            }
+            let now = read_all_at(&file)?;
+            let source = carry(&s.old_bytes, s.source(), &after)
+                .and_then(|source| carry(&s.written, &source, &now));
+            (source, now)
+        };
+        let source = source.ok_or_else(edited_twice)?;
+        match rewrite_from(&s.target, file, on_disk, source, edit)? {
+            Rewritten::Unchanged => return Ok(s.written()),
+            Rewritten::Changed(next) => s = next,
+        }
     }
-    let file = open_regular(&s.target)?;
-    let on_disk = read_all_at(&file)?;
-    if on_disk != s.written {
-        // Both the old file and the new one were written to: keep the new one as it is and say so.
-        return Err(WriteError::Refused(
-            "edited twice while relink wrote it (once in the replaced file); the replaced text is lost".into(),
-        ));
-    }
-    match rewrite_from(&s.target, file, on_disk, after, edit)? {
-        Rewritten::Unchanged => Ok(s.written()),
-        Rewritten::Changed(next) => settle(next, edit),
-    }
+    Err(WriteError::Refused(
+        "kept changing while relink wrote it; left as it is now".into(),
+    ))
 }
 
 /// Writes a file relink owns (state, reports) through a temporary file and a rename. A new file
@@ -650,19 +699,53 @@ mod tests {
         assert_eq!(leftovers, 0);
     }
 
-    #[test]
-    fn text_written_into_the_replaced_file_is_carried_over() {
+    /// Rewrites "abc\n" with `edit_upper` while a writer that opened the file before the
+    /// rename writes "late\n" after it; `meanwhile` then acts on the path before the settle.
+    /// Returns the settle's error, if any, and the file's bytes.
+    fn written_across_the_swap(meanwhile: impl FnOnce(&Path)) -> (Result<(), String>, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.md");
         fs::write(&a, "abc\n").unwrap();
-        // A writer that opened the file before the rename and writes after it.
         let mut late = OpenOptions::new().append(true).open(&a).unwrap();
         let Rewritten::Changed(s) = rewrite(&a, dir.path(), &edit_upper).unwrap() else {
             panic!("not written")
         };
         late.write_all(b"late\n").unwrap();
-        settle(s, &edit_upper).unwrap();
-        assert_eq!(fs::read(&a).unwrap(), b"ABC\nLATE\n");
+        meanwhile(&a);
+        let settled = settle(s, &edit_upper)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        (settled, fs::read(&a).unwrap())
+    }
+
+    #[test]
+    fn text_written_into_the_replaced_file_is_carried_over() {
+        let (settled, bytes) = written_across_the_swap(|_| {});
+        settled.unwrap();
+        assert_eq!(bytes, b"ABC\nLATE\n");
+    }
+
+    #[test]
+    fn appends_to_both_the_replaced_file_and_the_new_one_are_kept() {
+        // The writer's next line lands in the new file.
+        let (settled, bytes) = written_across_the_swap(|a| {
+            let mut next = OpenOptions::new().append(true).open(a).unwrap();
+            next.write_all(b"next\n").unwrap();
+        });
+        settled.unwrap();
+        assert_eq!(bytes, b"ABC\nLATE\nNEXT\n");
+    }
+
+    #[test]
+    fn a_new_file_rewritten_while_the_replaced_one_was_written_is_left_as_it_is() {
+        // Not an append: the text relink wrote is changed in place.
+        let (settled, bytes) = written_across_the_swap(|a| {
+            let mut f = OpenOptions::new().write(true).open(a).unwrap();
+            f.write_all(b"X").unwrap();
+        });
+        let why = settled.unwrap_err();
+        assert!(why.contains("edited twice"), "{why}");
+        assert_eq!(bytes, b"XBC\n");
     }
 
     #[test]

@@ -52,6 +52,8 @@ fn edits_made_while_relink_writes_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let d = common::story_corpus(&dir.path().join("c"), 240);
     let stop = AtomicBool::new(false);
+    // What the refreshes said: a file they could not write safely is named there.
+    let mut said = String::new();
     let appended = std::thread::scope(|s| {
         let appender = s.spawn(|| {
             let mut lines = Vec::new();
@@ -76,11 +78,12 @@ fn edits_made_while_relink_writes_are_kept() {
         // Lists of alternating length, so that every run rewrites every file.
         for k in ["3", "4", "3", "4", "3", "4"] {
             let out = relink(&["refresh", d.to_str().unwrap(), "--quiet", "--top", k]);
+            let stderr = text(&out.stderr);
             assert!(
                 out.status.code() == Some(0) || out.status.code() == Some(1),
-                "{}",
-                text(&out.stderr)
+                "{stderr}"
             );
+            said.push_str(&stderr);
         }
         stop.store(true, Ordering::Relaxed);
         appender.join().unwrap()
@@ -93,7 +96,12 @@ fn edits_made_while_relink_writes_are_kept() {
             lost += 1;
         }
     }
-    assert_eq!(lost, 0, "{lost} of {} appended lines lost", appended.len());
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} appended lines lost; the refreshes said:\n{said}",
+        appended.len()
+    );
     // And every file still parses with a list.
     let corpus = relink::corpus::read_corpus(&d).unwrap();
     assert!(corpus.errors.is_empty(), "{:?}", corpus.errors);
