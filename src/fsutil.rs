@@ -372,6 +372,11 @@ fn edited_twice<E>() -> WriteError<E> {
     )
 }
 
+/// The refusal when a file kept changing for every try.
+fn kept_changing<E>() -> WriteError<E> {
+    WriteError::Refused("kept changing while relink wrote it; left as it is now".into())
+}
+
 /// Replaces the file at `path` (inside `root`) with `edit(its bytes)`, keeping its owner, group
 /// and mode. `edit` returns `Ok(None)` when nothing needs writing, and is called again on the
 /// new text whenever the file changes during the rewrite; it refuses a text it cannot edit
@@ -427,11 +432,12 @@ fn rewrite_from<E>(
         let Some(new_file) = replaced else {
             // Start over from what the path holds now: the same file, written to, or another
             // file put there.
-            let same_file_changed = still_there && now != on_disk;
-            if !same_file_changed {
+            let now = if still_there && now != on_disk {
+                now
+            } else {
                 file = open_regular(target)?;
-            }
-            let now = read_all_at(&file)?;
+                read_all_at(&file)?
+            };
             source = carry(&on_disk, &source, &now).ok_or_else(edited_twice)?;
             on_disk = now;
             continue;
@@ -462,9 +468,7 @@ fn rewrite_from<E>(
             stamp,
         });
     }
-    Err(WriteError::Refused(
-        "kept changing while relink wrote it; left as it is now".into(),
-    ))
+    Err(kept_changing())
 }
 
 /// Reads a replaced file once more; text written into it after the rename is carried into the
@@ -498,9 +502,7 @@ pub fn settle<E>(s: Settle, edit: &Edit<'_, E>) -> Result<(FileStamp, u64), Writ
             Rewritten::Changed(next) => s = next,
         }
     }
-    Err(WriteError::Refused(
-        "kept changing while relink wrote it; left as it is now".into(),
-    ))
+    Err(kept_changing())
 }
 
 /// Writes a file relink owns (state, reports) through a temporary file and a rename. A new file
