@@ -6,6 +6,7 @@
 //! original, so a reader sees the old file or the new one, never half of one; and a file whose
 //! list would not change is not written at all, so a second run with nothing new touches nothing.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -387,18 +388,33 @@ impl Corpus {
                         Source::File(_) => None,
                     })
                     .collect();
-                let result = write_jsonl_lines(&self.root, &updates);
+                let written = write_jsonl_lines(&self.root, &updates);
                 lists.iter().for_each(|_| progress());
-                match result {
-                    Ok(_) => Written::default(),
-                    Err(error) => Written {
-                        failures: vec![WriteFailure {
-                            articles: lists.iter().map(|(i, _)| *i).collect(),
-                            error,
-                        }],
-                        stamps: Vec::new(),
-                    },
+                let mut out = Written::default();
+                let line_of = |i: usize| self.articles[i].source.line();
+                for error in written.refused {
+                    let articles = lists
+                        .iter()
+                        .map(|(i, _)| *i)
+                        .filter(|&i| line_of(i) == error.line)
+                        .collect();
+                    out.failures.push(WriteFailure { articles, error });
                 }
+                if let Err(error) = written.outcome {
+                    // The file itself was not written: no list in it was.
+                    let refused: HashSet<usize> = out
+                        .failures
+                        .iter()
+                        .flat_map(|f| f.articles.iter().copied())
+                        .collect();
+                    let articles = lists
+                        .iter()
+                        .map(|(i, _)| *i)
+                        .filter(|i| !refused.contains(i))
+                        .collect();
+                    out.failures.push(WriteFailure { articles, error });
+                }
+                out
             }
         }
     }
@@ -417,8 +433,9 @@ struct LineUpdate<'a> {
 /// Only the bytes of the `related` value change (or `,"related":[...]` is added before the
 /// closing brace): every other byte of the line, spacing, key order, escapes and duplicate keys
 /// included, is kept, and every other line keeps its bytes. A line with two `related` keys is
-/// refused. As with [`write_related`], a missing `related` equals an empty list. When a line is
-/// given twice, the last list wins.
+/// refused and left as it is (the first such line is returned as the error), while the other
+/// lines are written. As with [`write_related`], a missing `related` equals an empty list. When
+/// a line is given twice, the last list wins.
 pub fn write_jsonl(
     path: &Path,
     updates: &[(usize, Vec<Related>)],
@@ -431,37 +448,64 @@ pub fn write_jsonl(
             entries,
         })
         .collect();
-    write_jsonl_lines(path, &updates)
+    let written = write_jsonl_lines(path, &updates);
+    let outcome = written.outcome?;
+    match written.refused.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(outcome),
+    }
 }
 
-fn write_jsonl_lines(path: &Path, updates: &[LineUpdate<'_>]) -> Result<WriteOutcome, ReadError> {
+/// What [`write_jsonl_lines`] did: the file's outcome, and the lines it left as they were
+/// because their own text refused the edit (changed since read, not a JSON object, two
+/// `related` keys...). The other lines are written all the same, as a folder corpus writes
+/// its other files.
+struct JsonlWritten {
+    outcome: Result<WriteOutcome, ReadError>,
+    refused: Vec<ReadError>,
+}
+
+fn write_jsonl_lines(path: &Path, updates: &[LineUpdate<'_>]) -> JsonlWritten {
     let mut latest = std::collections::BTreeMap::new();
     for u in updates {
         latest.insert(u.line, u);
     }
+    // The edit may run more than once (the file changed while it was written); each run
+    // says afresh which lines it left.
+    let refused = std::cell::RefCell::new(Vec::new());
     let edit = |bytes: &[u8]| -> Result<Option<Vec<u8>>, ReadError> {
         let mut lines: Vec<Vec<u8>> = bytes
             .split_inclusive(|b| *b == b'\n')
             .map(<[u8]>::to_vec)
             .collect();
         let mut changed = false;
+        let mut left = Vec::new();
         for (&line, update) in &latest {
-            let raw = line
-                .checked_sub(1)
-                .and_then(|index| lines.get(index))
-                .ok_or_else(|| ReadError::new(path, Some(line), "no such line"))?;
-            let (content, ending) = split_line_end(raw);
             let fail = |reason: String| ReadError::new(path, Some(line), reason);
+            let Some(raw) = line.checked_sub(1).and_then(|index| lines.get(index)) else {
+                left.push(fail("no such line".into()));
+                continue;
+            };
+            let (content, ending) = split_line_end(raw);
             let (bom, content) = match content.strip_prefix(BOM) {
                 Some(rest) if line == 1 => (BOM, rest),
                 _ => (&b""[..], content),
             };
             if update.hash.is_some_and(|h| h != xxh3_64(content)) {
-                return Err(fail("changed since it was read".into()));
-            }
-            let text = std::str::from_utf8(content).map_err(|_| fail("invalid UTF-8".into()))?;
-            let Some(new_text) = splice_json_related(text, update.entries).map_err(fail)? else {
+                left.push(fail("changed since it was read".into()));
                 continue;
+            }
+            let Ok(text) = std::str::from_utf8(content) else {
+                left.push(fail("invalid UTF-8".into()));
+                continue;
+            };
+            let new_text = match splice_json_related(text, update.entries) {
+                Ok(Some(new_text)) => new_text,
+                Ok(None) => continue,
+                Err(reason) => {
+                    left.push(fail(reason));
+                    continue;
+                }
             };
             let mut new_line = bom.to_vec();
             new_line.extend_from_slice(new_text.as_bytes());
@@ -469,19 +513,23 @@ fn write_jsonl_lines(path: &Path, updates: &[LineUpdate<'_>]) -> Result<WriteOut
             lines[line - 1] = new_line;
             changed = true;
         }
+        *refused.borrow_mut() = left;
         Ok(changed.then(|| lines.concat()))
     };
     let root = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    match fsutil::rewrite(path, root, &edit) {
+    let outcome = match fsutil::rewrite(path, root, &edit) {
         Ok(Rewritten::Unchanged) => Ok(WriteOutcome::Unchanged),
-        Ok(Rewritten::Changed(s)) => {
-            fsutil::settle(s, &edit).map_err(|e| from_write_error(path, e))?;
-            Ok(WriteOutcome::Changed)
-        }
+        Ok(Rewritten::Changed(s)) => fsutil::settle(s, &edit)
+            .map(|_| WriteOutcome::Changed)
+            .map_err(|e| from_write_error(path, e)),
         Err(e) => Err(from_write_error(path, e)),
+    };
+    JsonlWritten {
+        outcome,
+        refused: refused.into_inner(),
     }
 }
 
@@ -784,12 +832,46 @@ impl Walk {
                 self.paths.push(path);
             } else if kind.is_symlink() {
                 match fs::canonicalize(&path) {
-                    Ok(target) if target.starts_with(&self.root) => {}
+                    Ok(target) if target.starts_with(&self.root) && target.is_file() => {}
                     Ok(target) if target.is_file() => self.paths.push(path),
-                    _ => {}
+                    Ok(target) => self.errors.push(ReadError::new(
+                        &path,
+                        None,
+                        format!(
+                            "a symbolic link to {}, {}; not read",
+                            target.display(),
+                            kind_of(&target)
+                        ),
+                    )),
+                    Err(e) => self.errors.push(ReadError::new(
+                        &path,
+                        None,
+                        format!("a symbolic link that leads nowhere readable ({e}); not read"),
+                    )),
                 }
+            } else {
+                // A FIFO would block a reader for ever, a device could be endless: named, so a
+                // file that looks like an article is never left out without a word.
+                self.errors.push(ReadError::new(
+                    &path,
+                    None,
+                    format!("{}; not read", kind_of(&path)),
+                ));
             }
         }
+    }
+}
+
+/// What is at `path`, in words, when it is not a regular file.
+fn kind_of(path: &Path) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    match fs::metadata(path).map(|m| m.file_type()) {
+        Ok(k) if k.is_dir() => "a folder, not an article file",
+        Ok(k) if k.is_fifo() => "a FIFO, not a regular file",
+        Ok(k) if k.is_socket() => "a socket, not a regular file",
+        Ok(k) if k.is_block_device() || k.is_char_device() => "a device, not a regular file",
+        Ok(k) if k.is_file() => "a regular file",
+        _ => "not a regular file",
     }
 }
 

@@ -88,16 +88,7 @@ impl EmbedderChoice {
 /// created here: the folder appears when a run takes its lock ([`lock_state`]), so a run that
 /// fails before that leaves no trace.
 pub fn default_state_dir(path: &Path, create: bool) -> PathBuf {
-    let folder = if path.is_dir() {
-        path.to_path_buf()
-    } else {
-        path.parent().map(Path::to_path_buf).unwrap_or_default()
-    };
-    let folder = if folder.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        folder
-    };
+    let folder = corpus_folder(path);
     let local = folder.join(".relink");
     if (local.is_dir() && is_writable(&local))
         || (!local.exists() && create && is_writable(&folder))
@@ -123,33 +114,98 @@ fn is_writable(dir: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
-/// The lock on a state folder, taken by every run that reads or writes it, so that one relink
-/// at a time writes a corpus, its cache and its graph. `what` says who holds it (shown to a run
-/// that finds it taken). Without `wait`, a taken lock is an error naming the holder; with it,
-/// `waiting` hears about the holder once and the lock is awaited. Returns the lock and whether
-/// it had to be awaited (the corpus may then have changed). Leftover temporary files in the
-/// state folder are removed once the lock is held.
+/// Why the state of the corpus at `path` is kept in `state_dir` rather than in the corpus's
+/// own `.relink` folder, when a user should hear it: the folder exists but this user cannot
+/// write it, or a writing command found the corpus folder read-only. `None` when the state is
+/// where a user would look for it, or when a reading command simply keeps a read-only
+/// archive's state in the user's cache.
+pub fn moved_state_note(path: &Path, state_dir: &Path, writes: bool) -> Option<String> {
+    let folder = corpus_folder(path);
+    let local = folder.join(".relink");
+    if state_dir == local {
+        return None;
+    }
+    if local.is_dir() {
+        Some(format!(
+            "{} is not writable by this user; this run keeps the corpus's state in {} instead \
+             (its cache starts empty, and its record of written lists is not the folder's)",
+            local.display(),
+            state_dir.display()
+        ))
+    } else if writes {
+        Some(format!(
+            "{} is not writable by this user; the corpus's state is kept in {}",
+            folder.display(),
+            state_dir.display()
+        ))
+    } else {
+        None
+    }
+}
+
+/// The folder a corpus lives in: the path itself for a folder, else the JSON Lines file's
+/// folder.
+pub fn corpus_folder(path: &Path) -> PathBuf {
+    let folder = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    if folder.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        folder
+    }
+}
+
+/// The locks a run holds: its state folder's (`<state>/lock`), and the corpus folder's own, so
+/// that two runs with different state folders (two users, one of whom cannot write the
+/// corpus's `.relink`, or `--cache`) still never write one corpus at the same time. Taken by
+/// every run that reads or writes the state, in that order, so two runs never wait on each
+/// other crosswise. `what` says who holds it (shown to a run that finds it taken). Without
+/// `wait`, a taken lock is an error naming the holder; with it, `waiting(lock, holder)` hears
+/// about each taken lock once and the lock is awaited. Returns the lock and whether it had to
+/// be awaited (the corpus may then have changed). Leftover temporary files in the state
+/// folder are removed once the lock is held.
 pub fn lock_state(
     state_dir: &Path,
+    corpus: &Path,
     what: &str,
     wait: bool,
-    waiting: &mut dyn FnMut(&str),
+    waiting: &mut dyn FnMut(&Path, &str),
 ) -> Result<(crate::fsutil::FolderLock, bool), EngineError> {
     let mut waited = false;
+    let lock_path = state_dir.join("lock");
     let lock = crate::fsutil::FolderLock::acquire(state_dir, what, wait, &mut |holder| {
         waited = true;
-        waiting(holder)
+        waiting(&lock_path, holder)
     })
     .map_err(|source| {
         EngineError::Cache(CacheError::Io {
-            path: state_dir.join("lock"),
+            path: lock_path.clone(),
             source,
         })
     })?
     .map_err(|holder| EngineError::Locked {
-        path: state_dir.join("lock"),
+        path: lock_path.clone(),
         holder,
     })?;
+    let folder = corpus_folder(corpus);
+    let lock = lock
+        .and_folder(&folder, wait, &mut |holder| {
+            waited = true;
+            waiting(&folder, holder)
+        })
+        .map_err(|source| {
+            EngineError::Cache(CacheError::Io {
+                path: folder.clone(),
+                source,
+            })
+        })?
+        .map_err(|holder| EngineError::Locked {
+            path: folder.clone(),
+            holder,
+        })?;
     crate::fsutil::remove_stale_temps(&crate::fsutil::stale_temps_in(state_dir));
     Ok((lock, waited))
 }

@@ -582,6 +582,8 @@ pub fn remove_stale_temps(files: &[PathBuf]) -> usize {
 pub struct FolderLock {
     _file: File,
     pub path: PathBuf,
+    /// The folder locked beside it ([`FolderLock::and_folder`]).
+    _folder: Option<File>,
 }
 
 /// What another process holding the lock wrote about itself.
@@ -638,7 +640,64 @@ impl FolderLock {
         let info = format!("pid {}\n{what}\nsince {started}\n", std::process::id());
         file.set_len(0)?;
         (&file).write_all(info.as_bytes())?;
-        Ok(Ok(FolderLock { _file: file, path }))
+        Ok(Ok(FolderLock {
+            _file: file,
+            path,
+            _folder: None,
+        }))
+    }
+
+    /// This lock, holding `folder` itself locked as well (`flock` on the folder, which needs
+    /// no write permission there, so every user who can read the folder takes the same lock).
+    /// When another process holds it: with `wait`, `waiting(holder)` is called once and the
+    /// lock is awaited; without, `Err(holder)`.
+    pub fn and_folder(
+        mut self,
+        folder: &Path,
+        wait: bool,
+        waiting: &mut dyn FnMut(&str),
+    ) -> io::Result<Result<FolderLock, String>> {
+        // Where the folder cannot be opened or locked this way (a folder this user may only
+        // pass through, a network file system without flock), the state folder's lock is
+        // what there is, as before.
+        let unsupported = |e: &io::Error| {
+            matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES | libc::EBADF | libc::ENOLCK | libc::EOPNOTSUPP | libc::EINVAL)
+            )
+        };
+        let dir = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(folder)
+        {
+            Ok(dir) => dir,
+            Err(e) if unsupported(&e) => return Ok(Ok(self)),
+            Err(e) => return Err(e),
+        };
+        let fd = dir.as_raw_fd();
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if unsupported(&err) {
+                return Ok(Ok(self));
+            }
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(err);
+            }
+            // The holder may be another user, whose own state folder says who it is.
+            let holder = "another relink run on this corpus (with a state folder of its own)";
+            if !wait {
+                return Ok(Err(holder.into()));
+            }
+            waiting(holder);
+            // SAFETY: as above; this call blocks until the holder is done.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        self._folder = Some(dir);
+        Ok(Ok(self))
     }
 }
 

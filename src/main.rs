@@ -138,6 +138,11 @@ struct TuneArgs {
 impl Scoring {
     /// The positive cut-offs given, in order, a repeat in a row given once.
     fn cut_offs(&self) -> Result<Vec<usize>> {
+        // The same ceiling as `--top`: a cut-off past any list relink writes measures nothing,
+        // and its cost (every list ranked that deep, a recall curve that long) grows with it.
+        if let Some(&k) = self.ks.iter().find(|&&k| k > MAX_CUT_OFF) {
+            bail!("--k {k}: out of range: cut-offs go from 1 to {MAX_CUT_OFF}, as --top does");
+        }
         let mut ks: Vec<usize> = self.ks.iter().copied().filter(|&k| k > 0).collect();
         ks.dedup();
         if ks.is_empty() {
@@ -146,6 +151,9 @@ impl Scoring {
         Ok(ks)
     }
 }
+
+/// The largest cut-off `eval` and `tune` accept: the largest list `--top` allows.
+const MAX_CUT_OFF: usize = relink::rank::MAX_K;
 
 /// What `eval` and `tune` score, and against what.
 #[derive(Args)]
@@ -338,11 +346,16 @@ impl CommonArgs {
             .clone()
             .or(file.model)
             .unwrap_or_else(default_model_dir);
-        let state_dir = self
-            .cache
-            .clone()
-            .or(file.cache)
-            .unwrap_or_else(|| default_state_dir(corpus, writes));
+        let state_dir = match self.cache.clone().or(file.cache) {
+            Some(dir) => dir,
+            None => {
+                let dir = default_state_dir(corpus, writes);
+                if let Some(note) = relink::engine::moved_state_note(corpus, &dir, writes) {
+                    eprintln!("relink: note: {note}");
+                }
+                dir
+            }
+        };
         Ok(Resolved {
             rank,
             engine: EngineSettings {
@@ -447,14 +460,10 @@ fn take_lock(
     let what = format!("relink {command} {}", path.display());
     Ok(relink::engine::lock_state(
         state_dir,
+        path,
         &what,
         !no_wait,
-        &mut |holder| {
-            eprintln!(
-                "relink: waiting for {}: held by {holder}",
-                state_dir.join("lock").display()
-            )
-        },
+        &mut |lock, holder| eprintln!("relink: waiting for {}: held by {holder}", lock.display()),
     )?)
 }
 
@@ -530,13 +539,23 @@ fn read_locked(
     for e in &corpus.errors {
         eprintln!("relink: skipped {e}");
     }
-    for a in corpus.articles.iter().filter(|a| a.excerpt_is_oversized()) {
-        eprintln!(
-            "relink: warning: {}: the excerpt is {} bytes; related entries carry its first {} characters",
-            a.display_path(),
-            a.excerpt.as_deref().map_or(0, str::len),
-            relink::article::MAX_ENTRY_EXCERPT
-        );
+    for a in &corpus.articles {
+        if a.title_is_oversized() {
+            eprintln!(
+                "relink: warning: {}: the title is {} bytes; related entries carry its first {} characters",
+                a.display_path(),
+                a.title.len(),
+                relink::article::MAX_ENTRY_TITLE
+            );
+        }
+        if a.excerpt_is_oversized() {
+            eprintln!(
+                "relink: warning: {}: the excerpt is {} bytes; related entries carry its first {} characters",
+                a.display_path(),
+                a.excerpt.as_deref().map_or(0, str::len),
+                relink::article::MAX_ENTRY_EXCERPT
+            );
+        }
     }
     if writes {
         let removed = relink::fsutil::remove_stale_temps(&corpus.stale_temps);
@@ -609,10 +628,12 @@ fn cmd_refresh(args: RefreshArgs) -> Result<ExitCode> {
     for e in &report.write_errors {
         eprintln!("relink: not written: {e}");
     }
-    for warning in
-        relink::refresh::remember_written(&engine.corpus, &report, &resolved.engine.state_dir)
-    {
-        eprintln!("relink: warning: {warning}");
+    if !args.dry_run {
+        for warning in
+            relink::refresh::remember_written(&engine.corpus, &report, &resolved.engine.state_dir)
+        {
+            eprintln!("relink: warning: {warning}");
+        }
     }
 
     if let (Some(snapshot), false) = (&snapshot, args.dry_run) {
@@ -800,6 +821,11 @@ fn unchanged_since_last_refresh(
     let Some(saved) = relink::state::last_refresh(state_dir) else {
         return Ok(None);
     };
+    // A record of written lists that was lost or damaged is rebuilt by a refresh of the whole
+    // folder, which the shortcut would skip.
+    if relink::state::WrittenLists::load_checked(state_dir).1 != relink::state::RecordState::Whole {
+        return Ok(None);
+    }
     let Some((files, stale_temps, walk_errors)) = corpus::list_article_files(&args.path) else {
         return Ok(None);
     };
@@ -1299,9 +1325,12 @@ fn cmd_stats(args: StatsArgs) -> Result<ExitCode> {
 /// `relink rank --stdin --stats FILE`: the lists of a shard.
 fn cmd_rank(args: RankArgs) -> Result<ExitCode> {
     let resolved = args.common.resolve(Path::new("."), false)?;
-    let stats =
-        relink::worker::CorpusStats::load(&args.stats, &resolved.engine.embedder.model_id()?)
-            .map_err(anyhow::Error::msg)?;
+    let stats = relink::worker::CorpusStats::load(
+        &args.stats,
+        &resolved.engine.embedder.model_id()?,
+        resolved.engine.embedder.dim()?,
+    )
+    .map_err(anyhow::Error::msg)?;
     let stdout = io::BufWriter::new(io::stdout().lock());
     let summary = relink::worker::rank_lines(io::stdin().lock(), stdout, &stats, &resolved.rank)?;
     if !args.common.quiet {
@@ -1384,8 +1413,10 @@ fn cmd_apply(args: ApplyArgs) -> Result<ExitCode> {
     for e in &report.write_errors {
         eprintln!("relink: not written: {e}");
     }
-    for w in relink::refresh::remember_written(&corpus, &report, &resolved.engine.state_dir) {
-        eprintln!("relink: warning: {w}");
+    if !args.dry_run {
+        for w in relink::refresh::remember_written(&corpus, &report, &resolved.engine.state_dir) {
+            eprintln!("relink: warning: {w}");
+        }
     }
     let mut out = io::stdout().lock();
     if args.dry_run {
@@ -1585,7 +1616,26 @@ fn references_for(
                 .map_err(|e| anyhow::anyhow!("{}: {e}", labels.display()))?;
         return Ok(Some((refs, None, None)));
     }
-    let written = relink::state::WrittenLists::load(state_dir);
+    let (written, record) = relink::state::WrittenLists::load_checked(state_dir);
+    let problem = match &record {
+        relink::state::RecordState::Whole => None,
+        relink::state::RecordState::Lost { evidence } => Some(format!(
+            "is missing, though {} says relink has refreshed this corpus",
+            evidence.display()
+        )),
+        relink::state::RecordState::Damaged { reason } => Some(format!("is damaged: {reason}")),
+    };
+    if let Some(problem) = problem {
+        bail!(
+            "{}: the record of the lists relink wrote {problem}. Without it, eval cannot tell \
+             relink's own lists from an editor's, and would grade relink against itself. A \
+             refresh of the whole folder (`relink refresh {}`) records relink's lists again; or \
+             score against topic labels (--labels FILE.tsv), or evaluate a copy of the corpus \
+             made before its first refresh.",
+            state_dir.join(relink::state::WRITTEN_LISTS).display(),
+            path.display()
+        );
+    }
     let articles = &engine.corpus.articles;
     let by_relink = |i: usize| {
         let a = &articles[i];
@@ -1619,6 +1669,23 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         .map(|s| eval::parse_sweep(s).map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
     let resolved = args.common.resolve(&args.on.path, false)?;
+    let state_dir = resolved.engine.state_dir.clone();
+    let report_allowed = |engine: Option<&Engine>| -> Result<()> {
+        let Some(path) = &args.report else {
+            return Ok(());
+        };
+        let mut files: Box<dyn Iterator<Item = &Path>> = match engine {
+            Some(e) => Box::new(
+                std::iter::once(args.on.path.as_path())
+                    .chain(e.corpus.articles.iter().map(|a| a.source.path())),
+            ),
+            None => Box::new(std::iter::once(args.on.path.as_path())),
+        };
+        let own = relink::engine::corpus_folder(&args.on.path).join(".relink");
+        relink::report::check_destination(path, &[&state_dir, &own], &mut files)
+            .map_err(|e| anyhow::anyhow!("--report {e}"))
+    };
+    report_allowed(None)?;
     let (engine, resolved, _lock) =
         build_engine(&args.on.path, &args.common, resolved, false, "eval")?;
     let Some((references, links, reference_lists)) = references_for(
@@ -1734,6 +1801,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         writeln!(out, "HNSW index vs exact search: {}", ir.join(", "))?;
     }
     if let Some(path) = &args.report {
+        report_allowed(Some(&engine))?;
         let html = relink::report::html(&relink::report::ReportInput {
             corpus: &args.on.path.display().to_string(),
             model: &model_id,

@@ -128,11 +128,14 @@ impl RankOptions {
     }
 }
 
+/// The longest list relink writes (`--top`'s upper bound).
+pub const MAX_K: usize = 1_000;
+
 /// The valid range of each numeric ranking option, inclusive. Counts start at 1 (a list of 0
 /// entries or a pool of 0 candidates would silently empty every list), and the pool stops where
 /// it would stop being a shortlist.
 const RANGES: &[(&str, f64, f64)] = &[
-    ("k", 1.0, 1_000.0),
+    ("k", 1.0, MAX_K as f64),
     ("pool", 1.0, 100_000.0),
     ("min-similarity", -1.0, 1.0),
     ("lexical-weight", 0.0, 1.0),

@@ -1,7 +1,7 @@
 //! `relink refresh`: rank every article and rewrite the related lists that changed.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -50,6 +50,12 @@ pub struct RefreshReport {
     pub stamps: Vec<(usize, (crate::fsutil::FileStamp, u64))>,
     /// Time per stage: working out which lists to rank, ranking, writing.
     pub timings: crate::engine::Timings,
+    /// Lists the files already held as relink ranks them (unlocked, left unchanged): article
+    /// position and list hash.
+    pub matching: Vec<(usize, u64)>,
+    /// Whether every article's list was computed (a refresh of the whole corpus), so that
+    /// `written` and `matching` together are every list relink holds in the files.
+    pub whole_corpus: bool,
 }
 
 /// Picks the articles named by `only` (paths or webUrls); an empty `only` means all of them.
@@ -59,35 +65,40 @@ pub fn select(articles: &[Article], only: &[String]) -> (Vec<usize>, Vec<String>
         return ((0..articles.len()).collect(), Vec::new());
     }
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    // Each article's path and URLs are looked up once, in maps, so naming every file of a
+    // large archive costs one pass over it rather than one per name.
+    let mut by_path: HashMap<PathBuf, Vec<usize>> = HashMap::new();
+    let mut by_url: HashMap<String, Vec<usize>> = HashMap::new();
+    let names_a_path = only.iter().any(|name| Path::new(name).exists());
+    for (i, a) in articles.iter().enumerate() {
+        if names_a_path {
+            if let Source::File(p) = &a.source {
+                by_path.entry(canon(p)).or_default().push(i);
+            }
+        }
+        let urls = [a.web_url.as_deref(), a.original_url.as_deref()];
+        for url in urls.into_iter().flatten() {
+            let list = by_url.entry(normalize_url(url)).or_default();
+            if list.last() != Some(&i) {
+                list.push(i);
+            }
+        }
+    }
     let mut picked = Vec::new();
     let mut unknown = Vec::new();
     for name in only {
-        let as_path = canon(Path::new(name));
-        let url = normalize_url(name);
-        let hits: Vec<usize> = articles
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| {
-                let path_hit = match &a.source {
-                    Source::File(p) => canon(p) == as_path,
-                    Source::JsonLine { .. } => false,
-                };
-                path_hit
-                    || a.web_url
-                        .as_deref()
-                        .map(normalize_url)
-                        .is_some_and(|u| u == url)
-                    || a.original_url
-                        .as_deref()
-                        .map(normalize_url)
-                        .is_some_and(|u| u == url)
-            })
-            .map(|(i, _)| i)
-            .collect();
-        if hits.is_empty() {
+        let before = picked.len();
+        if names_a_path {
+            if let Some(hits) = by_path.get(&canon(Path::new(name))) {
+                picked.extend_from_slice(hits);
+            }
+        }
+        if let Some(hits) = by_url.get(&normalize_url(name)) {
+            picked.extend_from_slice(hits);
+        }
+        if picked.len() == before {
             unknown.push(name.clone());
         }
-        picked.extend(hits);
     }
     picked.sort_unstable();
     picked.dedup();
@@ -261,6 +272,7 @@ pub fn refresh_all(
     timings.0.append(&mut report.timings.0);
     timings.add("keep", t);
     report.timings = timings;
+    report.whole_corpus = true;
     (report, snapshot)
 }
 
@@ -341,8 +353,11 @@ fn write_changed(
             })
             .collect();
         let mut to_write = Vec::new();
-        for (hash, changed) in compared {
+        for ((hash, changed), (i, ..)) in compared.into_iter().zip(lists) {
             hashes.push(hash);
+            if changed.is_none() && !editorial.is_locked(*i) {
+                report.matching.push((*i, hash));
+            }
             to_write.extend(changed);
         }
         report.unchanged -= to_write.len();
@@ -401,23 +416,46 @@ fn write_changed(
 }
 
 /// Remembers the lists a refresh wrote (so that `eval` never takes them for references), in
-/// `state_dir`. Returns warnings (the record could not be saved).
+/// `state_dir`. A record found lost or damaged stays marked incomplete until a refresh of the
+/// whole corpus, with every write made, has recorded every list relink holds in the files.
+/// Returns warnings (the record could not be saved, or is still incomplete).
 pub fn remember_written(corpus: &Corpus, report: &RefreshReport, state_dir: &Path) -> Vec<String> {
-    if report.written.is_empty() {
+    let (mut record, state) = crate::state::WrittenLists::load_checked(state_dir);
+    let path = state_dir.join(crate::state::WRITTEN_LISTS);
+    if report.written.is_empty() && state == crate::state::RecordState::Whole && path.exists() {
         return Vec::new();
     }
-    let mut record = crate::state::WrittenLists::load(state_dir);
+    let key = |i: usize| crate::state::article_key(&corpus.root, &corpus.articles[i]);
     for &(i, hash) in &report.written {
-        let key = crate::state::article_key(&corpus.root, &corpus.articles[i]);
-        record.record(key, hash);
+        record.record(key(i), hash);
     }
-    match record.save(state_dir) {
-        Ok(()) => Vec::new(),
-        Err(e) => vec![format!(
-            "{}: {e}",
-            state_dir.join(crate::state::WRITTEN_LISTS).display()
-        )],
+    let mut warnings = Vec::new();
+    if record.is_incomplete() {
+        if report.whole_corpus && report.write_errors.is_empty() {
+            for &(i, hash) in &report.matching {
+                record.record(key(i), hash);
+            }
+            record.mark_whole();
+            warnings.push(format!(
+                "{}: was {}; rebuilt from the lists this refresh found and wrote",
+                path.display(),
+                match &state {
+                    crate::state::RecordState::Lost { .. } => "missing".to_string(),
+                    crate::state::RecordState::Damaged { reason } => format!("damaged ({reason})"),
+                    crate::state::RecordState::Whole => "incomplete".to_string(),
+                }
+            ));
+        } else {
+            warnings.push(format!(
+                "{}: incomplete (lost or damaged earlier); `relink eval` refuses to grade this corpus's lists until a refresh of the whole folder has written every list",
+                path.display()
+            ));
+        }
     }
+    if let Err(e) = record.save(state_dir) {
+        warnings.push(format!("{}: {e}", path.display()));
+    }
+    warnings
 }
 
 /// Saves the per-file records of a folder corpus after a refresh (files it wrote with their new

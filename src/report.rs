@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 use crate::engine::Engine;
 use crate::eval::{columns, RankerResult, Reference};
@@ -19,6 +20,97 @@ pub struct ReportInput<'a> {
     pub lists: &'a [Vec<usize>],
     pub ks: &'a [usize],
     pub scored: usize,
+}
+
+/// Why a report is not written where it was asked to go.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    /// Something other than a regular file is at the path.
+    #[error("{}: {what}; a report is written only as a new file or over a regular file", path.display())]
+    NotRegular { path: PathBuf, what: &'static str },
+    /// The path is in the state folder, whose files relink holds open (its lock among them).
+    #[error("{}: inside relink's state folder {}; write the report elsewhere", path.display(), state.display())]
+    InStateFolder { path: PathBuf, state: PathBuf },
+    /// The path is a file the corpus is read from.
+    #[error("{}: a file of the corpus being evaluated; write the report elsewhere", path.display())]
+    CorpusFile { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Checks that a report may be written at `path`: nothing or a regular file is there (never a
+/// device, FIFO, socket, folder or symbolic link, which a rename would replace), and it is
+/// neither in a state folder (`state_dirs`: the one in use, and the corpus's own `.relink`)
+/// nor one of the files the corpus is read from. Called before
+/// the evaluation, so a wrong path costs nothing, and again just before writing.
+pub fn check_destination(
+    path: &Path,
+    state_dirs: &[&Path],
+    corpus_files: &mut dyn Iterator<Item = &Path>,
+) -> Result<(), DestinationError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            let kind = meta.file_type();
+            if !kind.is_file() {
+                use std::os::unix::fs::FileTypeExt;
+                let what = if kind.is_symlink() {
+                    "a symbolic link"
+                } else if kind.is_dir() {
+                    "a folder"
+                } else if kind.is_block_device() || kind.is_char_device() {
+                    "a device"
+                } else if kind.is_fifo() {
+                    "a FIFO"
+                } else if kind.is_socket() {
+                    "a socket"
+                } else {
+                    "not a regular file"
+                };
+                return Err(DestinationError::NotRegular {
+                    path: path.to_path_buf(),
+                    what,
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(DestinationError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
+    // Where the file would really be: its folder resolved, its own name kept.
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(folder) = folder.canonicalize() else {
+        // A missing folder: the write fails with the system's own words.
+        return Ok(());
+    };
+    let target = folder.join(path.file_name().unwrap_or_default());
+    for state in state_dirs.iter().filter_map(|d| d.canonicalize().ok()) {
+        if target.starts_with(&state) {
+            return Err(DestinationError::InStateFolder {
+                path: path.to_path_buf(),
+                state,
+            });
+        }
+    }
+    let is_target = |p: &Path| p.canonicalize().is_ok_and(|p| p == target);
+    if corpus_files
+        .filter(|p| p.file_name() == target.file_name())
+        .any(is_target)
+    {
+        return Err(DestinationError::CorpusFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// Escapes text for HTML.

@@ -45,24 +45,136 @@ pub fn article_key(root: &Path, article: &Article) -> String {
 pub struct WrittenLists {
     by_key: HashMap<String, u64>,
     all: HashSet<u64>,
+    /// Whether the record is known to miss lists relink wrote (it was found damaged or lost
+    /// while relink's other state says it had written here). Kept until a full refresh has
+    /// seen every list again, so that `eval` does not grade relink's own lists meanwhile.
+    incomplete: bool,
+}
+
+/// What was found where the record of written lists should be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordState {
+    /// The record, whole (or none, and nothing says relink ever wrote here).
+    Whole,
+    /// No record, though relink's other state files say it has refreshed this corpus.
+    Lost { evidence: PathBuf },
+    /// A record that fails its own checks (emptied, cut short, edited), or that a refresh
+    /// marked incomplete after finding it so.
+    Damaged { reason: String },
+}
+
+/// The first line of the record: its format, how many lines follow, and the xxh3 of them, so
+/// a record that was emptied, cut short or edited is told from a whole one.
+fn header_line(lines: usize, hash: u64, incomplete: bool) -> String {
+    let mark = if incomplete { " incomplete" } else { "" };
+    format!("# relink written-lists 2 lines={lines} xxh3={hash:016x}{mark}\n")
 }
 
 impl WrittenLists {
-    /// Reads the record in `state_dir`; none (or an unreadable one) is an empty record.
+    /// Reads the record in `state_dir`; none (or an unreadable one) is an empty record. See
+    /// [`WrittenLists::load_checked`] for whether it can be trusted.
     pub fn load(state_dir: &Path) -> WrittenLists {
+        WrittenLists::load_checked(state_dir).0
+    }
+
+    /// Reads the record in `state_dir` and says whether it is whole. A record is lost when it
+    /// is missing while the per-file records or the last clean refresh's stamp (written only
+    /// by a refresh) are there; damaged when its header's count or hash disagrees with its
+    /// lines, when a line does not read, or when it is empty. A record of relink 0.1's format
+    /// (no header) is taken as whole when every line reads.
+    pub fn load_checked(state_dir: &Path) -> (WrittenLists, RecordState) {
         let mut out = WrittenLists::default();
-        let Ok(text) = crate::fsutil::read_regular_string(&state_dir.join(WRITTEN_LISTS)) else {
-            return out;
+        let path = state_dir.join(WRITTEN_LISTS);
+        let text = match crate::fsutil::read_regular_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let evidence = [ARTICLE_RECORDS, LAST_REFRESH]
+                    .iter()
+                    .map(|name| state_dir.join(name))
+                    .find(|p| p.exists());
+                return match evidence {
+                    Some(evidence) => {
+                        out.incomplete = true;
+                        (out, RecordState::Lost { evidence })
+                    }
+                    None => (out, RecordState::Whole),
+                };
+            }
+            Err(e) => {
+                out.incomplete = true;
+                return (
+                    out,
+                    RecordState::Damaged {
+                        reason: format!("unreadable: {e}"),
+                    },
+                );
+            }
         };
-        for line in text.lines() {
-            if let Some((key, hash)) = line.rsplit_once('\t') {
-                if let Ok(h) = u64::from_str_radix(hash, 16) {
+        let mut problem: Option<String> = None;
+        let (header, body) = match text.strip_prefix("# relink written-lists ") {
+            Some(rest) => {
+                let (first, body) = rest.split_once('\n').unwrap_or((rest, ""));
+                (Some(first), body)
+            }
+            None => (None, text.as_str()),
+        };
+        let mut lines = 0usize;
+        let first_body_line = if header.is_some() { 2 } else { 1 };
+        for line in body.lines() {
+            lines += 1;
+            let parsed = line
+                .rsplit_once('\t')
+                .and_then(|(key, hash)| Some((key, u64::from_str_radix(hash, 16).ok()?)));
+            match parsed {
+                Some((key, h)) => {
                     out.by_key.insert(key.to_string(), h);
                     out.all.insert(h);
                 }
+                None => {
+                    problem.get_or_insert_with(|| {
+                        format!("line {} does not read", lines - 1 + first_body_line)
+                    });
+                }
             }
         }
-        out
+        match header {
+            Some(first) => {
+                let field = |name: &str| {
+                    first
+                        .split(' ')
+                        .find_map(|f| f.strip_prefix(name))
+                        .map(str::to_string)
+                };
+                let expect_lines = field("lines=").and_then(|n| n.parse::<usize>().ok());
+                let expect_hash = field("xxh3=").and_then(|h| u64::from_str_radix(&h, 16).ok());
+                if !first.starts_with("2 ") || expect_lines.is_none() || expect_hash.is_none() {
+                    problem = Some("its first line is not a header relink wrote".into());
+                } else if expect_lines != Some(lines)
+                    || expect_hash != Some(xxhash_rust::xxh3::xxh3_64(body.as_bytes()))
+                {
+                    problem = Some(format!(
+                        "it holds {lines} lines that do not match its header ({} lines): cut short or edited",
+                        expect_lines.unwrap_or_default()
+                    ));
+                } else if first.split(' ').any(|f| f == "incomplete") {
+                    problem.get_or_insert_with(|| {
+                        "a refresh found it damaged or lost, and no full refresh has seen every list since"
+                            .into()
+                    });
+                }
+            }
+            None if text.trim().is_empty() => {
+                problem = Some("it is empty".into());
+            }
+            None => {}
+        }
+        match problem {
+            Some(reason) => {
+                out.incomplete = true;
+                (out, RecordState::Damaged { reason })
+            }
+            None => (out, RecordState::Whole),
+        }
     }
 
     /// Whether `entries`, held by the article of `key`, are a list relink wrote.
@@ -77,16 +189,35 @@ impl WrittenLists {
         self.by_key.insert(key, hash);
     }
 
+    /// Whether the record may miss lists relink wrote.
+    pub fn is_incomplete(&self) -> bool {
+        self.incomplete
+    }
+
+    /// Marks the record whole again: a full refresh has just recorded every list relink holds
+    /// in the files.
+    pub fn mark_whole(&mut self) {
+        self.incomplete = false;
+    }
+
     /// Writes the record into `state_dir` (atomically). Hashes no article holds any more are
     /// dropped.
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         let mut keys: Vec<(&String, &u64)> = self.by_key.iter().collect();
         keys.sort();
-        let mut text = String::with_capacity(keys.len() * 48);
-        for (k, h) in keys {
-            text.push_str(&format!("{k}\t{h:016x}\n"));
+        let mut body = String::with_capacity(keys.len() * 48);
+        for (k, h) in &keys {
+            body.push_str(&format!("{k}\t{h:016x}\n"));
         }
-        crate::fsutil::write_new(&state_dir.join(WRITTEN_LISTS), text.as_bytes())
+        let header = header_line(
+            keys.len(),
+            xxhash_rust::xxh3::xxh3_64(body.as_bytes()),
+            self.incomplete,
+        );
+        crate::fsutil::write_new(
+            &state_dir.join(WRITTEN_LISTS),
+            [header.as_bytes(), body.as_bytes()].concat().as_slice(),
+        )
     }
 }
 

@@ -357,7 +357,9 @@ impl CorpusStats {
 
     /// Reads a statistics file and checks that it was written by this relink for the
     /// embedder `model`.
-    pub fn load(path: &Path, model: &str) -> Result<CorpusStats, String> {
+    /// A file whose vector width is not `dim` (the embedder's) is refused here, once, rather
+    /// than every input line being blamed for it.
+    pub fn load(path: &Path, model: &str, dim: usize) -> Result<CorpusStats, String> {
         let text = crate::fsutil::read_regular_string(path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let stats: CorpusStats = serde_json::from_str(&text).map_err(|e| {
@@ -380,6 +382,13 @@ impl CorpusStats {
                 "{}: statistics of the model {}, not of {model}: run `relink stats` with the same model",
                 path.display(),
                 stats.model
+            ));
+        }
+        if stats.dim != dim {
+            return Err(format!(
+                "{}: statistics of {}-wide vectors, but the model {model} gives {dim}-wide ones: run `relink stats` again",
+                path.display(),
+                stats.dim
             ));
         }
         Ok(stats)
@@ -474,7 +483,15 @@ fn shard_article(line: &str, n: usize, dim: usize) -> Result<ShardArticle, Strin
     let vector = match o.remove("vector") {
         Some(serde_json::Value::String(v)) => vector_from_base64(&v)
             .filter(|v| v.len() == dim)
-            .ok_or(format!("`vector` is not {dim} base64 little-endian f32s"))?,
+            .ok_or(format!("`vector` is not {dim} base64 little-endian f32s"))
+            .and_then(|v| match v.iter().position(|x| !x.is_finite()) {
+                // A NaN would compare as no score at all and float to the top of every list.
+                Some(i) => Err(format!(
+                    "`vector` holds a non-finite value ({}) at position {i}",
+                    v[i]
+                )),
+                None => Ok(v),
+            })?,
         _ => return Err("`vector` is missing (base64 of little-endian f32s)".into()),
     };
     let seq = match o.remove("seq") {
@@ -603,7 +620,8 @@ pub fn rank_lines(
 /// Reads lists as `relink rank` writes them (`{"key", "related": [{"key"}, ..]}` a line; an
 /// entry may also be the key alone), resolving keys with `position`. Returns the lists (article
 /// and its entries, as positions) and the bad lines (`N: reason`): a key not in `position`, a
-/// list given twice, a line that is not a list.
+/// list given twice, a line that is not a list, and a list `relink refresh` could never write:
+/// longer than [`crate::rank::MAX_K`] entries, holding its own article, or an entry twice.
 pub fn read_lists(
     text: &str,
     position: &HashMap<String, usize>,
@@ -636,6 +654,7 @@ pub fn read_lists(
                     .iter()
                     .map(find)
                     .collect::<Result<Vec<usize>, String>>()?;
+                check_list(article, &entries)?;
                 Ok((article, entries))
             });
         match parsed {
@@ -647,6 +666,25 @@ pub fn read_lists(
         }
     }
     (lists, bad)
+}
+
+/// The rules every list refresh writes keeps, checked on a list ranked elsewhere.
+fn check_list(article: usize, entries: &[usize]) -> Result<(), String> {
+    let max = crate::rank::MAX_K;
+    if entries.len() > max {
+        return Err(format!(
+            "{} entries; a list holds at most {max} (the largest --top)",
+            entries.len()
+        ));
+    }
+    if entries.contains(&article) {
+        return Err("the article is in its own list".into());
+    }
+    let mut seen = HashSet::with_capacity(entries.len());
+    if let Some(twice) = entries.iter().position(|e| !seen.insert(*e)) {
+        return Err(format!("entry {} repeats an earlier entry", twice + 1));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

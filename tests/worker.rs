@@ -339,3 +339,105 @@ fn apply_writes_nothing_from_a_lists_file_that_names_another_corpus() {
     let written = std::fs::read_to_string(folder.join("a0000.md")).unwrap();
     assert!(written.contains("vaccine news 2"), "{written}");
 }
+
+/// Base64 of little-endian f32s, as `relink embed` writes a vector.
+fn vector_text(v: &[f32]) -> String {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    relink::worker::base64(&bytes)
+}
+
+#[test]
+fn rank_refuses_non_finite_vectors_by_line_and_stats_of_another_width_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = common::story_corpus(&dir.path().join("corpus"), 12);
+    let articles = shard_lines(&original);
+    let stats = stats_file(dir.path(), &articles);
+    let width = relink::worker::vector_from_base64(articles[1]["vector"].as_str().unwrap())
+        .unwrap()
+        .len();
+    let mut input = vec![articles[0].to_string()];
+    for (bad, at) in [
+        (f32::NAN, 5),
+        (f32::INFINITY, 0),
+        (f32::NEG_INFINITY, width - 1),
+    ] {
+        let mut a = articles[input.len()].clone();
+        let mut v = vec![0.05f32; width];
+        v[at] = bad;
+        a["vector"] = vector_text(&v).into();
+        input.push(a.to_string());
+    }
+    input.push(articles[4].to_string());
+    let (code, out, err) = worker(&["rank", "--stdin", "--stats", &stats], &input.join("\n"));
+    assert_eq!(code, Some(1), "{err}");
+    for (line, at) in [(2, 5), (3, 0), (4, width - 1)] {
+        assert!(
+            err.contains(&format!("stdin:{line}: `vector` holds a non-finite value"))
+                && err.contains(&format!("at position {at}")),
+            "{err}"
+        );
+    }
+    // The lists hold only the good articles, and every score is a number.
+    let lines: Vec<serde_json::Value> = out.lines().map(json).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for l in &lines {
+        for e in l["related"].as_array().unwrap() {
+            assert!(e["score"].as_f64().is_some_and(f64::is_finite), "{l}");
+            assert!(["a0000.md", "a0004.md"].contains(&e["key"].as_str().unwrap()));
+        }
+    }
+
+    // Statistics of vectors of another width: one clear refusal, not a complaint per line.
+    let mut v = json(&std::fs::read_to_string(&stats).unwrap());
+    v["dim"] = 8.into();
+    let narrow = dir.path().join("narrow.json");
+    std::fs::write(&narrow, v.to_string()).unwrap();
+    let (code, out, err) = worker(
+        &["rank", "--stdin", "--stats", narrow.to_str().unwrap()],
+        &input.join("\n"),
+    );
+    assert_eq!((code, out.as_str()), (Some(2), ""), "{err}");
+    assert!(
+        err.contains(&format!("statistics of 8-wide vectors")) && err.contains("narrow.json"),
+        "{err}"
+    );
+    assert!(!err.contains("stdin:"), "{err}");
+}
+
+#[test]
+fn apply_refuses_lists_refresh_could_never_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = common::story_corpus(&dir.path().join("corpus"), 6);
+    let before = common::snapshot(&folder);
+    let lists = dir.path().join("lists.jsonl");
+    let long: Vec<String> = (0..1_001).map(|_| "\"a0001.md\"".to_string()).collect();
+    std::fs::write(
+        &lists,
+        format!(
+            "{{\"key\": \"a0000.md\", \"related\": [\"a0001.md\", \"a0000.md\"]}}\n\
+             {{\"key\": \"a0001.md\", \"related\": [\"a0002.md\", \"a0003.md\", \"a0002.md\"]}}\n\
+             {{\"key\": \"a0002.md\", \"related\": [{}]}}\n\
+             {{\"key\": \"a0003.md\", \"related\": [\"a0004.md\"]}}\n",
+            long.join(", ")
+        ),
+    )
+    .unwrap();
+    let out =
+        common::relink_test_embedder(&["apply", lists.to_str().unwrap(), folder.to_str().unwrap()]);
+    let err = common::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("lists.jsonl:1: the article is in its own list"),
+        "{err}"
+    );
+    assert!(
+        err.contains("lists.jsonl:2: entry 3 repeats an earlier entry"),
+        "{err}"
+    );
+    assert!(
+        err.contains("lists.jsonl:3: 1001 entries; a list holds at most 1000"),
+        "{err}"
+    );
+    assert!(err.contains("3 bad lines; nothing written"), "{err}");
+    assert_eq!(common::snapshot(&folder), before);
+}

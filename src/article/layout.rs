@@ -351,7 +351,15 @@ fn parse_mapping(yaml: &str, first_line: usize) -> Result<Mapping, ParseError> {
         return Ok(Mapping::new());
     }
     let value: Value = serde_yaml::from_str(yaml).map_err(|e| {
-        let line = e.location().map(|l| l.line() + first_line - 1);
+        // Limits on aliases (a "billion laughs" file) and nesting are hit after parsing, with
+        // no position: the first alias is the best line to show, else where the front matter
+        // starts; a message names a line either way.
+        let line = e
+            .location()
+            .map(|l| l.line())
+            .or_else(|| first_alias_line(yaml))
+            .map(|l| l + first_line - 1)
+            .or(Some(first_line));
         ParseError::new(
             line,
             format!("invalid YAML: {}", strip_locations(&e.to_string())),
@@ -365,6 +373,21 @@ fn parse_mapping(yaml: &str, first_line: usize) -> Result<Mapping, ParseError> {
             "front matter is not a mapping of keys to values",
         )),
     }
+}
+
+/// The line (1-based, within `yaml`) of the first alias (`*name` where a value starts).
+fn first_alias_line(yaml: &str) -> Option<usize> {
+    yaml.lines()
+        .position(|line| {
+            let b = line.as_bytes();
+            (0..b.len()).any(|i| {
+                b[i] == b'*'
+                    && (i == 0 || matches!(b[i - 1], b' ' | b'[' | b',' | b'{'))
+                    && b.get(i + 1)
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            })
+        })
+        .map(|i| i + 1)
 }
 
 /// Drops the parser's own "at line N column M" (counted from the start of the front matter, not

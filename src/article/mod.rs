@@ -259,23 +259,25 @@ impl Article {
     pub fn excerpt_is_oversized(&self) -> bool {
         self.excerpt
             .as_deref()
-            .is_some_and(|e| e.len() > MAX_ENTRY_EXCERPT && e.chars().count() > MAX_ENTRY_EXCERPT)
+            .is_some_and(|e| longer_than(e, MAX_ENTRY_EXCERPT))
+    }
+
+    /// Whether the title is longer than a related entry carries ([`MAX_ENTRY_TITLE`]).
+    pub fn title_is_oversized(&self) -> bool {
+        longer_than(&self.title, MAX_ENTRY_TITLE)
     }
 
     /// The entry another article's `related:` list carries for this one. Fields this article
-    /// lacks are absent from the entry too. The excerpt is cut at [`MAX_ENTRY_EXCERPT`]
-    /// characters (with `…`), so that one oversized article does not grow every file that links
-    /// to it by its whole size.
+    /// lacks are absent from the entry too. The title is cut at [`MAX_ENTRY_TITLE`] characters
+    /// and the excerpt at [`MAX_ENTRY_EXCERPT`] (each with `…`), so that one oversized article
+    /// does not grow every file that links to it by its whole size.
     pub fn to_related(&self) -> Related {
         Related {
-            title: self.title.clone(),
-            excerpt: self.excerpt.as_deref().map(|e| {
-                if self.excerpt_is_oversized() {
-                    format!("{}…", cut_at_chars(e, MAX_ENTRY_EXCERPT - 1).trim_end())
-                } else {
-                    e.to_string()
-                }
-            }),
+            title: shortened(&self.title, MAX_ENTRY_TITLE),
+            excerpt: self
+                .excerpt
+                .as_deref()
+                .map(|e| shortened(e, MAX_ENTRY_EXCERPT)),
             published_date_time: self.published_date_time,
             web_url: self.web_url.clone(),
             amp_web_url: self.amp_web_url.clone(),
@@ -307,6 +309,23 @@ impl Article {
 /// The longest excerpt, in characters, a related entry carries: real news excerpts stay under
 /// 400.
 pub const MAX_ENTRY_EXCERPT: usize = 1_000;
+
+/// The longest title, in characters, a related entry carries: real news titles stay under 200.
+pub const MAX_ENTRY_TITLE: usize = 300;
+
+/// Whether `text` has more than `n` characters (counted only when its bytes could be more).
+fn longer_than(text: &str, n: usize) -> bool {
+    text.len() > n && text.chars().count() > n
+}
+
+/// `text`, or, when it is longer than `n` characters, its first `n - 1` and `…`.
+fn shortened(text: &str, n: usize) -> String {
+    if longer_than(text, n) {
+        format!("{}…", cut_at_chars(text, n - 1).trim_end())
+    } else {
+        text.to_string()
+    }
+}
 
 /// The longest excerpt, in characters, that is embedded.
 pub const MAX_EMBEDDED_EXCERPT: usize = 4_000;

@@ -112,9 +112,10 @@ impl App {
     fn lock(config: &Config) -> Result<crate::fsutil::FolderLock, String> {
         crate::engine::lock_state(
             &config.settings.state_dir,
+            &config.corpus,
             &format!("relink serve {}", config.corpus.display()),
             true,
-            &mut |holder| {
+            &mut |_, holder| {
                 eprintln!("relink serve: waiting for the corpus's lock: held by {holder}")
             },
         )
